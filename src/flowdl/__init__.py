@@ -1,0 +1,43 @@
+"""flowdl: write dynamic neural networks as graphs, on PyTorch.
+
+The public surface is re-exported here; everything in ``flowdl._*`` is internal.
+
+Example:
+    >>> import torch, flowdl as fl
+    >>> from torch import nn
+    >>> g = (fl.Flow(nn.Linear(2, 16))
+    ...        .through(nn.GELU())
+    ...        .also(nn.Linear(16, 16))
+    ...        .through(nn.Linear(16, 2))
+    ...        .build())
+    >>> g(torch.randn(4, 2)).shape
+    torch.Size([4, 2])
+"""
+
+from flowdl import protocols
+from flowdl._builder.flow import Flow, NodeLike
+from flowdl._context import Context
+from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
+from flowdl._executor.graph import Graph
+from flowdl._nodes.merge import Add, Cat, Mean
+from flowdl._nodes.reshape import Reshape
+from flowdl._nodes.state_add import StateAdd
+from flowdl._version import __version__
+
+__all__ = [
+    "Add",
+    "BuildError",
+    "Cancelled",
+    "Cat",
+    "Context",
+    "DeadlineExceeded",
+    "Flow",
+    "Graph",
+    "GraphError",
+    "Mean",
+    "NodeLike",
+    "Reshape",
+    "StateAdd",
+    "__version__",
+    "protocols",
+]

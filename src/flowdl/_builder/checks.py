@@ -1,0 +1,208 @@
+"""Checks the builder runs on what it is given: names, modules, and module contracts."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, cast
+
+from torch import nn
+
+from flowdl._builder.ir import BuilderCall, Node, NodeKind
+from flowdl._describe import describe_module, plural
+from flowdl._errors import BuildError
+
+
+def check_name(name: Any, what: str, call: BuilderCall) -> str:
+    """A tag, input or label name: a non-empty string without dots or spaces."""
+    if not isinstance(name, str):
+        raise BuildError(
+            f"{call.text} needs {what} names as strings",
+            call=str(call),
+            expected="a string such as 'hidden'",
+            received=f"{type(name).__name__} {name!r}",
+        )
+    if not name or "." in name or any(c.isspace() for c in name):
+        raise BuildError(
+            f"{call.text}: {name!r} is not a valid {what} name",
+            call=str(call),
+            expected=f"a non-empty {what} name without dots or spaces "
+            "(dots separate the parts of a path such as 'encoder.hidden')",
+            received=repr(name),
+            fix=f"rename it, e.g. {name.replace('.', '_').strip().replace(' ', '_') or 'hidden'!r}",
+        )
+    return name
+
+
+def check_node_callable(obj: Any, call: BuilderCall) -> Any:
+    """What may become a node: any `nn.Module` or callable. A `Flow` is built first."""
+    from flowdl._builder.flow import Flow
+
+    if isinstance(obj, Flow):
+        return obj.build()
+    if isinstance(obj, type):
+        raise BuildError(
+            f"{call.text} was given a class, not a module",
+            call=str(call),
+            expected="an nn.Module instance or a callable taking tensors",
+            received=f"the class {obj.__module__}.{obj.__qualname__}",
+            fix=f"create an instance: {obj.__name__}(...)",
+        )
+    if isinstance(obj, nn.Module) or callable(obj):
+        return obj
+    raise BuildError(
+        f"{call.text} needs a module or a callable",
+        call=str(call),
+        expected="an nn.Module, a callable taking tensors, or an unbuilt fl.Flow",
+        received=f"{type(obj).__name__} {obj!r}",
+    )
+
+
+def _accepts(fn: Any) -> tuple[int, float] | None:
+    """(fewest, most) positional arguments `fn` takes, or None if it cannot be told."""
+    from flowdl._executor.graph import Graph
+
+    if isinstance(fn, Graph):
+        return fn.n_inputs, fn.n_inputs
+    target = fn.forward if isinstance(fn, nn.Module) else fn
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+    fewest, most = 0, 0.0
+    for p in sig.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if p.default is p.empty:
+                fewest += 1
+        elif p.kind is p.VAR_POSITIONAL:
+            most = math.inf
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None  # a required keyword: the module is called some other way
+    return fewest, most
+
+
+def _describe_range(fewest: int, most: float) -> str:
+    if most == math.inf:
+        return f"at least {plural(fewest, 'input')}"
+    if fewest == most:
+        return plural(fewest, "input")
+    return f"{fewest} to {int(most)} inputs"
+
+
+def _describe_inputs(node: Node) -> str:
+    if node.kind is NodeKind.MERGE:
+        parts = [plural(node.n_stream, "branch output")]
+    else:
+        parts = ["the stream"]
+    if node.ref_names:
+        refs = ", ".join(repr(r) for r in node.ref_names)
+        parts.append(f"{'the reference' if len(node.ref_names) == 1 else 'the references'} {refs}")
+    return " and ".join(parts)
+
+
+def check_arity(node: Node) -> None:
+    """The node's module must accept the inputs the graph will pass it."""
+    fn = node.module
+    if uses_forward_named(node):
+        return  # forward_named(stream, refs) always takes two arguments; checked by ref_names
+    accepts = _accepts(fn)
+    n = len(node.inputs)
+    if accepts is None or accepts[0] <= n <= accepts[1]:
+        return
+    fewest, most = accepts
+    fix = (
+        "feed it what its forward() takes: remove or add .using(...) references, or give it "
+        "a forward(x, *refs) or a forward_named(x, refs) method"
+    )
+    if node.kind is NodeKind.MERGE:
+        fix = "pass .merge() a callable that takes every branch output positionally, e.g. fl.Add()"
+    raise BuildError(
+        f"{node.id} ({describe_module(fn)}) accepts {_describe_range(fewest, most)}, "
+        f"but the graph would call it with {n}: {_describe_inputs(node)}",
+        call=node.where(),
+        expected=_describe_range(fewest, most),
+        received=f"{n}: {_describe_inputs(node)}",
+        fix=fix,
+    )
+
+
+def uses_forward_named(node: Node) -> bool:
+    """Whether the graph calls ``forward_named(stream, refs)`` instead of the module.
+
+    Only for single-stream nodes (through, also, fork, split branches): a merge
+    always receives its branches positionally.
+    """
+    return (
+        node.kind is NodeKind.MODULE
+        and bool(node.ref_names)
+        and callable(getattr(node.module, "forward_named", None))
+    )
+
+
+def check_ref_names(node: Node) -> None:
+    """A module with ``ref_names()`` must be fed exactly those references by ``.using()``."""
+    declared = getattr(node.module, "ref_names", None)
+    if not callable(declared):
+        return
+    expected = list(declared())
+    wired = list(node.ref_names)
+    who = f"{node.id} ({describe_module(node.module)})"
+    if sorted(expected) == sorted(wired):
+        if expected != wired and not uses_forward_named(node):
+            raise BuildError(
+                f"{who} receives its references positionally in .using() order, "
+                f"which differs from its ref_names() order",
+                call=str(node.call),
+                expected=f"ref_names() order {expected}",
+                received=f".using() order {wired}",
+                fix=f".using({', '.join(map(repr, expected))}), or implement "
+                "forward_named(x, refs) to receive them by name",
+            )
+        return
+    missing = [r for r in expected if r not in wired]
+    extra = [r for r in wired if r not in expected]
+    if not wired:
+        problem = f"{who} declares ref_names() {expected} but no .using() feeds it"
+    elif missing and not extra:
+        problem = f"{who} is missing references {missing} that its ref_names() declares"
+    elif extra and not missing:
+        problem = f"{who} is fed extra references {extra} that its ref_names() does not declare"
+    else:
+        problem = f"{who} is fed references {wired} but its ref_names() declares {expected}"
+    hint = f".using({', '.join(map(repr, expected))})" if expected else "no .using() at all"
+    if extra:
+        hint += f"; check {extra} for typos"
+    raise BuildError(
+        problem,
+        call=node.where(),
+        expected=f"references {expected} (from ref_names())",
+        received=f"references {wired} (from .using())",
+        fix=f"wire exactly what it declares: {hint}",
+    )
+
+
+def check_protocol_method(
+    node: Node, method: str, args: tuple[Any, ...], signature_text: str
+) -> Callable[..., Any] | None:
+    """If the node's module has `method`, it must accept `args`; return it bound, or None."""
+    bound = getattr(node.module, method, None)
+    if not callable(bound):
+        return None
+    try:
+        inspect.signature(bound).bind(*args)
+    except TypeError:
+        raise BuildError(
+            f"{node.id} ({describe_module(node.module)}) has a {method}() method that does not "
+            f"accept {signature_text}",
+            call=str(node.call),
+            expected=f"{method}{signature_text}: flowdl calls it as part of its module protocols "
+            "(see flowdl.protocols)",
+            received=f"{method}{inspect.signature(bound)}",
+            fix=f"accept {signature_text} in {method}(), or rename the method if it means "
+            "something else",
+        ) from None
+    except ValueError:
+        pass  # the signature cannot be read (a builtin): trust it
+    return cast("Callable[..., Any]", bound)

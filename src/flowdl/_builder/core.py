@@ -1,0 +1,147 @@
+"""The builder's state, and the bookkeeping every builder call shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
+
+from flowdl._builder import checks
+from flowdl._builder.ir import BuilderCall, Node, NodeKind
+from flowdl._builder.record import FlowRecord, StateInit
+from flowdl._describe import type_name
+from flowdl._errors import BuildError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from flowdl._builder.flow import Flow
+
+NodeLike = Union["nn.Module", Callable[..., Any], "Flow"]
+"""What can become a node: any `nn.Module`, any callable taking tensors, or an unbuilt Flow."""
+
+UNSET: Any = object()
+"""Marks a keyword argument the user did not give."""
+
+
+class FlowCore:
+    """The chain recorded so far: nodes, calls, open streams, tags, pending references."""
+
+    _nodes: list[Node]
+    _calls: list[BuilderCall]
+    _counters: dict[str, int]
+    _tags: dict[str, int]
+    _groups: dict[str, list[str]]
+    _pending_refs: dict[str, list[int]]
+    _state_writers: dict[str, int]
+    _state_inits: dict[str, StateInit]
+    _pending_fork: int | None
+    _split_call: BuilderCall | None
+    _label: str | None
+    _inputs: list[int]
+    _streams: list[int]
+    _targets: list[int]
+
+    def _start(self, module: Any) -> None:
+        """Record ``fl.Flow(module)``: graph input ``x`` feeding the entry node `module`."""
+        self._nodes = []
+        self._calls = []
+        self._counters = {}
+        self._tags = {}
+        self._groups = {}
+        self._pending_refs = {}
+        self._state_writers = {}
+        self._state_inits = {}
+        self._pending_fork = None
+        self._split_call = None
+        self._label = None
+        call = self._next_call("Flow", (module,))
+        fn = checks.check_node_callable(module, call)
+        self._calls.append(call)
+        x = self._add_node(NodeKind.INPUT, "input", call, input_name="x", unique=True)
+        self._inputs = [x]
+        entry = self._add_module(fn, [x], call)
+        self._streams = [entry]
+        self._targets = [entry]
+
+    def _next_call(self, method: str, args: tuple[Any, ...], **kwargs: Any) -> BuilderCall:
+        kw = tuple((k, v) for k, v in kwargs.items() if v is not UNSET)
+        return BuilderCall(len(self._calls) + 1, method, args, kw)
+
+    def _add_node(
+        self, kind: NodeKind, base: str, call: BuilderCall, *, unique: bool = False, **fields: Any
+    ) -> int:
+        if unique:
+            node_id = base
+        else:
+            k = self._counters.get(base, 0)
+            self._counters[base] = k + 1
+            node_id = f"{base}_{k}"
+        node = Node(index=len(self._nodes), id=node_id, kind=kind, call=call, **fields)
+        self._nodes.append(node)
+        return node.index
+
+    def _add_module(self, fn: Any, inputs: list[int], call: BuilderCall) -> int:
+        return self._add_node(NodeKind.MODULE, type_name(fn), call, module=fn, inputs=inputs)
+
+    def _begin(self, method: str, args: tuple[Any, ...], **kwargs: Any) -> BuilderCall:
+        """Start a call that adds to the graph: an unnamed fork output is an error now."""
+        call = self._next_call(method, args, **kwargs)
+        if self._pending_fork is not None:
+            fork = self._nodes[self._pending_fork]
+            raise BuildError(
+                f"the side output of {fork.call.text} is never named",
+                call=str(call),
+                expected=".tag(name) right after .fork(...) (after its .using(...), if any): "
+                "the tag is how the side output is read later",
+                received=call.text,
+                fix=f"insert .tag('side') before {call.text}, or use .through() if the "
+                "forked module should be on the main stream",
+            )
+        return call
+
+    def _single_stream(self, call: BuilderCall) -> int:
+        if len(self._streams) == 1:
+            return self._streams[0]
+        n = len(self._streams)
+        split = self._split_call
+        raise BuildError(
+            f".{call.method}() needs a single stream, got {n} open branches from .split(); "
+            "call .merge(...) first",
+            call=str(call),
+            expected="one stream",
+            received=f"{n} branches opened by {split}" if split else f"{n} branches",
+            fix="combine the branches with .merge(fl.Add()), .merge(fl.Mean()), "
+            f".merge(fl.Cat(dim=-1)) or .merge(your_function) before .{call.method}()",
+        )
+
+    def _record(self) -> FlowRecord:
+        nodes = [
+            Node(
+                index=n.index,
+                id=n.id,
+                kind=n.kind,
+                call=n.call,
+                module=n.module,
+                inputs=list(n.inputs),
+                n_stream=n.n_stream,
+                ref_names=list(n.ref_names),
+                ref_calls=list(n.ref_calls),
+                tags=list(n.tags),
+                input_name=n.input_name,
+                state_tag=n.state_tag,
+                like=n.like,
+                consumer=n.consumer,
+            )
+            for n in self._nodes
+        ]
+        return FlowRecord(
+            nodes=nodes,
+            calls=list(self._calls),
+            inputs=list(self._inputs),
+            output=self._streams[0],
+            tags=dict(self._tags),
+            groups={k: tuple(v) for k, v in self._groups.items()},
+            state_writers=dict(self._state_writers),
+            state_inits=dict(self._state_inits),
+            label=self._label,
+        )

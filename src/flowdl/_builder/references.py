@@ -1,0 +1,119 @@
+"""References: `using`, backward (same call) and forward (previous call, i.e. state)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TypeVar
+
+from flowdl._builder import checks
+from flowdl._builder.core import FlowCore
+from flowdl._builder.ir import BuilderCall, NodeKind
+from flowdl._errors import BuildError
+
+R = TypeVar("R", bound="ReferencesMixin")
+
+
+class ReferencesMixin(FlowCore):
+    """`using` and the wiring of references."""
+
+    def using(self: R, *tags: str) -> R:
+        """Feed tagged values to the last node as extra inputs, after the stream.
+
+        A tag defined earlier is a backward reference: its value from this call. A
+        tag defined later is a forward reference: its value from the *previous*
+        call (recurrent state; zeros on the first call, see `tag`'s ``init``). The
+        last node is the module of `through`, `also` or `fork`, the `merge`, or
+        every branch after `split`. A module with ``forward_named(x, refs)``
+        receives the references as a dict by tag; others receive them positionally.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = (fl.Flow(torch.nn.Identity())
+            ...        .through(fl.StateAdd()).using("memory").tag("memory")
+            ...        .build())
+            >>> x = torch.tensor([1.0, 2.0])
+            >>> [g(x).tolist() for _ in range(3)]
+            [[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]
+        """
+        call = self._next_call("using", tags)
+        for tag in tags:
+            checks.check_name(tag, "tag", call)
+        for target in self._targets:
+            node = self._nodes[target]
+            seen = set(node.ref_names)
+            for tag in tags:
+                if tag in seen:
+                    raise BuildError(
+                        f"{node.id} is given the reference {tag!r} twice",
+                        call=str(call),
+                        expected="each reference once per node",
+                        received=f"{tag!r} again (already wired: {node.ref_names})",
+                        fix=f"remove the repeated {tag!r}",
+                    )
+                seen.add(tag)
+                if tag in self._tags and self._depends_on(self._tags[tag], target):
+                    producer = self._nodes[self._tags[tag]]
+                    raise BuildError(
+                        f"{node.id} cannot read {tag!r} in the same call: {tag!r} names "
+                        f"{producer.id}, which is computed from {node.id}'s own output",
+                        call=str(call),
+                        expected="a tag defined before the node it feeds",
+                        received=f"{tag!r}, defined at {self._nodes[self._tags[tag]].call}",
+                        fix=f"to read the previous call's value (recurrent state), call "
+                        f".using({tag!r}) before .tag({tag!r})",
+                    )
+        self._calls.append(call)
+        for target in self._targets:
+            for tag in tags:
+                self._wire_ref(target, tag, call)
+        return self
+
+    def _wire_ref(self, target: int, tag: str, call: BuilderCall) -> None:
+        node = self._nodes[target]
+        if tag in self._tags:
+            producer = self._tags[tag]
+        else:
+            producer = self._add_node(
+                NodeKind.STATE_READ,
+                f"state_{tag}",
+                call,
+                inputs=[],
+                n_stream=0,
+                state_tag=tag,
+                like=node.inputs[0],
+                consumer=target,
+            )
+            self._pending_refs.setdefault(tag, []).append(producer)
+        node.inputs.append(producer)
+        node.ref_names.append(tag)
+        node.ref_calls.append(call)
+
+    def _depends_on(self, node: int, target: int) -> bool:
+        """Whether `node`'s value (in this call) is computed from `target`'s."""
+        stack, seen = [node], set()
+        while stack:
+            n = stack.pop()
+            if n == target:
+                return True
+            if n not in seen:
+                seen.add(n)
+                stack.extend(self._nodes[n].dependencies)
+        return False
+
+    def _raise_unresolved(self) -> None:
+        tag, readers = next(iter(self._pending_refs.items()))
+        reader = self._nodes[readers[0]]
+        known = sorted(self._tags)
+        close = difflib.get_close_matches(tag, known, n=1)
+        maybe = f"Did you mean {close[0]!r}? " if close else ""
+        others = sorted(self._pending_refs)[1:] if len(self._pending_refs) > 1 else []
+        raise BuildError(
+            f".using({tag!r}) refers to a tag that is never defined"
+            + (f" (so do {others})" if others else ""),
+            call=str(reader.call),
+            expected="a tag defined by .tag(), .tag_group() or .input(); known tags: "
+            + (", ".join(known) if known else "none"),
+            received=repr(tag),
+            fix=maybe + "A tag read before it is defined carries the previous call's value "
+            f"(a forward reference): define it later with .tag({tag!r})",
+        )

@@ -1,0 +1,334 @@
+"""`fl.Graph`: a built flow. An `nn.Module` whose forward loops over a precomputed plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowdl._builder.ir import NodeKind
+from flowdl._builder.record import FlowRecord
+from flowdl._context import Context, _current
+from flowdl._describe import describe_value, plural
+from flowdl._errors import Cancelled, GraphError
+from flowdl._executor.plan import Plan, compile_plan
+from flowdl._executor.render import render_chain
+from flowdl._executor.state import detach, map_tensors
+
+
+class Graph(nn.Module):
+    """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
+
+    Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
+    chain (each registered once, under its node id such as ``Linear_0``), so
+    `parameters()`, `state_dict()`, `.to()`, `.train()` / `.eval()`, `copy.deepcopy`,
+    DDP and `torch.compile` behave as for any module.
+
+    Call it as ``g(x, *aux, ctx=None)``: ``x`` feeds the entry module, ``aux`` the
+    names given to `Flow.input`, in order; ``ctx`` (an `fl.Context`) bounds the
+    call in time and lets another thread cancel it.
+
+    Tags read before they are defined carry state from one call to the next. That
+    state is stored detached from autograd, so a plain training loop never
+    backpropagates into an earlier call; set ``g.backprop_state = True`` to keep the
+    history (truncated backpropagation through time) and call `detach_state()` where
+    the history should be cut.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> from torch import nn
+        >>> g = fl.Flow(nn.Linear(2, 4)).through(nn.ReLU()).tag("hidden").build()
+        >>> [name for name, _ in g.named_parameters()]
+        ['Linear_0.weight', 'Linear_0.bias']
+        >>> y = g(torch.randn(3, 2))
+        >>> g.tagged("hidden").shape
+        torch.Size([3, 4])
+    """
+
+    backprop_state: bool
+    """Keep autograd history in forward-reference state across calls (default False)."""
+
+    def __init__(self, record: FlowRecord) -> None:
+        if not isinstance(record, FlowRecord):
+            raise TypeError(
+                "fl.Graph is not constructed directly; build one with fl.Flow(module)...build()"
+            )
+        super().__init__()
+        self._record = record
+        self._plan: Plan = compile_plan(record)
+        self._steps = self._plan.steps
+        self._tagged_values: list[Any] = []
+        self.backprop_state = False
+        registered: set[int] = set()
+        for node in record.nodes:
+            module = node.module
+            if isinstance(module, nn.Module) and id(module) not in registered:
+                registered.add(id(module))
+                name = node.id
+                while hasattr(type(self), name):
+                    name += "_"
+                self.add_module(name, module)
+
+    @classmethod
+    def _from_record(cls, record: FlowRecord) -> Graph:
+        return cls(record)
+
+    # ----------------------------------------------------------------- running
+
+    def forward(self, *inputs: Any, ctx: Context | None = None) -> Any:
+        """Run the graph.
+
+        Args:
+            *inputs: ``x``, then one value per `Flow.input` name, in order.
+            ctx: an `fl.Context` to bound the call in time or cancel it. Without
+                one, the context of an enclosing graph call (if any) applies.
+
+        Returns:
+            the output of the last node of the chain.
+
+        Raises:
+            GraphError: a node failed (the original exception is chained), or the
+                number of inputs is wrong.
+            Cancelled: the context was cancelled.
+            DeadlineExceeded: the context's deadline passed.
+        """
+        plan = self._plan
+        if len(inputs) != plan.n_inputs:
+            raise self._input_count_error(len(inputs))
+        vals: list[Any] = [None] * plan.n_slots
+        vals[: plan.n_inputs] = inputs
+        if plan.resets:
+            self._reset_modules(inputs[0])
+        if ctx is None:
+            # Nested graphs inherit the context of the enclosing call. Under
+            # torch.compile there is none to inherit (contexts are eager-only).
+            self._run(vals, None if torch.compiler.is_compiling() else _current.get())
+        else:
+            token = _current.set(ctx)
+            try:
+                self._run(vals, ctx)
+            finally:
+                _current.reset(token)
+        if plan.state_writes:
+            keep = self.backprop_state
+            for cell, slot in plan.state_writes:
+                cell.value = vals[slot] if keep else detach(vals[slot])
+        if plan.tag_slots:
+            self._tagged_values = [vals[s] for s in plan.tag_slots]
+        return vals[plan.out_slot]
+
+    def _run(self, vals: list[Any], ctx: Context | None) -> None:
+        i = -1
+        try:
+            if ctx is None:
+                # `i` outlives the loop: on an error it names the failing step.
+                for fn, a, b, rest, out, i in self._steps:  # noqa: B007
+                    if b < 0:
+                        vals[out] = fn(vals[a])
+                    elif rest is None:
+                        vals[out] = fn(vals[a], vals[b])
+                    else:
+                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+            else:
+                check = ctx.check
+                for fn, a, b, rest, out, i in self._steps:  # noqa: B007
+                    check()
+                    if b < 0:
+                        vals[out] = fn(vals[a])
+                    elif rest is None:
+                        vals[out] = fn(vals[a], vals[b])
+                    else:
+                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+        except Cancelled:
+            self._keep_partial_tags(vals, i)
+            raise
+        except Exception as error:
+            self._keep_partial_tags(vals, i)
+            raise self._node_error(i, vals, error) from error
+
+    def _reset_modules(self, x: Any) -> None:
+        if isinstance(x, Tensor):
+            batch = x.shape[0] if x.dim() > 0 else 1
+            device = x.device
+        else:
+            batch, device = 1, torch.device("cpu")
+        for reset in self._plan.resets:
+            reset(batch, device)
+
+    def _keep_partial_tags(self, vals: list[Any], failed_step: int) -> None:
+        """After a failed call, tags computed before the failure keep their new values."""
+        plan = self._plan
+        self._tagged_values = [
+            vals[slot] if step < failed_step else None
+            for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ errors
+
+    def _input_count_error(self, got: int) -> GraphError:
+        names = self._plan.input_names
+        return GraphError(
+            f"the graph takes {plural(len(names), 'input')} ({', '.join(names)}), got {got}",
+            expected=f"g({', '.join(names)})"
+            + (" — the names after x come from .input(...)" if len(names) > 1 else ""),
+            received=f"{plural(got, 'input')}",
+            fix="pass one value per graph input, in declaration order",
+        )
+
+    def _node_error(self, i: int, vals: list[Any], error: Exception) -> GraphError:
+        plan = self._plan
+        node = plan.step_nodes[i]
+        values = [vals[s] for s in plan.step_slots[i]]
+        labels = self._port_labels(i)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        fix = None
+        if node.kind is NodeKind.STATE_READ:
+            fix = (
+                f"the first call's value of state {node.state_tag!r} could not be made from the "
+                "consumer's stream; declare it with .tag(name, init=shape_or_callable)"
+            )
+        else:
+            fix = self._state_batch_hint(node.inputs, values)
+        return GraphError(
+            f"{node.id} raised {type(error).__name__}: {first_line}",
+            node_id=node.id,
+            tags=tuple(node.tags),
+            call=str(node.call),
+            inputs=tuple(
+                f"{label}: {describe_value(v)}" for label, v in zip(labels, values, strict=True)
+            ),
+            fix=fix,
+        )
+
+    def _port_labels(self, i: int) -> list[str]:
+        node = self._plan.step_nodes[i]
+        nodes = self._record.nodes
+        if node.kind is NodeKind.STATE_READ:
+            return ["consumer's stream (shapes the first call's zeros)"]
+        if node.kind is NodeKind.MERGE:
+            labels = [f"branch {k}" for k in range(node.n_stream)]
+        elif node.kind is NodeKind.RESIDUAL:
+            labels = ["stream", "module output"]
+        else:
+            labels = ["stream"]
+        for name, producer in zip(node.ref_names, node.inputs[node.n_stream :], strict=True):
+            state = nodes[producer].kind is NodeKind.STATE_READ
+            labels.append(f"ref {name!r}" + (" (state from the previous call)" if state else ""))
+        return labels
+
+    def _state_batch_hint(self, inputs: list[int], values: list[Any]) -> str | None:
+        nodes = self._record.nodes
+        stream = values[0] if values else None
+        if not isinstance(stream, Tensor) or stream.dim() == 0:
+            return None
+        for producer, value in zip(inputs, values, strict=True):
+            if (
+                nodes[producer].kind is NodeKind.STATE_READ
+                and isinstance(value, Tensor)
+                and value.dim() > 0
+                and value.shape[0] != stream.shape[0]
+            ):
+                return (
+                    f"state {nodes[producer].state_tag!r} from the previous call has batch "
+                    f"size {value.shape[0]} but this call's stream has {stream.shape[0]}; "
+                    "call g.reset_state() when the batch size changes"
+                )
+        return None
+
+    # -------------------------------------------------------------- the state
+
+    def reset_state(self) -> None:
+        """Forget all forward-reference state, here and in nested graphs.
+
+        The next call reads initial values (zeros unless declared), as a first call does.
+        """
+        for module in self.modules():
+            if isinstance(module, Graph):
+                for cell in module._plan.cells.values():
+                    cell.value = None
+
+    def detach_state(self) -> None:
+        """Cut the autograd history of all state, keeping its values; recursive.
+
+        Graphs store state detached unless ``backprop_state`` is set, so this
+        matters for those graphs, and for nested modules with their own
+        ``detach_state()`` method, which it calls too.
+        """
+        for module in self.modules():
+            if isinstance(module, Graph):
+                for cell in module._plan.cells.values():
+                    if cell.value is not None:
+                        cell.value = detach(cell.value)
+            elif module is not self:
+                method = getattr(module, "detach_state", None)
+                if callable(method):
+                    method()
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Graph:
+        """Move state with the parameters on ``.to()``, ``.double()``, ``.cuda()``..."""
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        for cell in self._plan.cells.values():
+            if cell.value is not None:
+                cell.value = map_tensors(fn, cell.value)
+        return self
+
+    # ------------------------------------------------------------ observation
+
+    def tagged(self, tag: str) -> Any:
+        """The value a tag had in the last call, or ``None`` before any call.
+
+        Raises:
+            KeyError: the tag does not exist in this graph (the message lists those that do).
+        """
+        index = self._plan.tag_index.get(tag)
+        if index is None:
+            known = ", ".join(self._plan.tag_index) or "none"
+            raise KeyError(f"no tag {tag!r} in this graph; its tags are: {known}")
+        values = self._tagged_values
+        return values[index] if index < len(values) else None
+
+    # ------------------------------------------------------------ description
+
+    @property
+    def n_inputs(self) -> int:
+        """How many inputs the graph is called with (``x`` plus `Flow.input` names)."""
+        return self._plan.n_inputs
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The names of the inputs, in call order; the first is ``"x"``."""
+        return self._plan.input_names
+
+    @property
+    def label(self) -> str | None:
+        """The name given by `Flow.label`, or ``None``."""
+        return self._record.label
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag of this graph, in the order they were defined."""
+        return tuple(self._record.tags)
+
+    @property
+    def tag_groups(self) -> dict[str, tuple[str, ...]]:
+        """Tag groups from `Flow.tag_group`: group -> member tags."""
+        return dict(self._record.groups)
+
+    @property
+    def levels(self) -> tuple[tuple[str, ...], ...]:
+        """Node ids by level: level 0 holds the inputs; the nodes of a level are independent."""
+        by_level: dict[int, list[str]] = {}
+        for node in self._record.nodes:
+            by_level.setdefault(self._plan.node_levels[node.index], []).append(node.id)
+        return tuple(tuple(by_level[k]) for k in sorted(by_level))
+
+    def short_description(self) -> str:
+        """``Graph 'encoder'`` when labelled, else ``Graph(5 nodes)``."""
+        if self.label is not None:
+            return f"Graph {self.label!r}"
+        return f"Graph({plural(len(self._record.nodes), 'node')})"
+
+    def __repr__(self) -> str:
+        return render_chain(self)

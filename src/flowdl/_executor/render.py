@@ -1,0 +1,40 @@
+"""``repr(graph)``: the builder chain that made the graph, one call per line."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from flowdl._describe import describe_module
+
+if TYPE_CHECKING:
+    from flowdl._builder.ir import BuilderCall
+    from flowdl._executor.graph import Graph
+
+
+def _render_arg(value: Any) -> str:
+    if isinstance(value, (str, int, float, bool, tuple, type(None))):
+        return repr(value)
+    if isinstance(value, nn.Module):
+        return repr(value)  # nested graphs render their own chain
+    return describe_module(value)
+
+
+def _render_call(call: BuilderCall) -> str:
+    parts = [_render_arg(a) for a in call.args]
+    parts += [f"{k}={_render_arg(v)}" for k, v in call.kwargs]
+    if any("\n" in p for p in parts):
+        inner = ",\n".join(textwrap.indent(p, "  ") for p in parts)
+        body = f"(\n{inner}\n)"
+    else:
+        body = f"({', '.join(parts)})"
+    return ("fl.Flow" if call.method == "Flow" else f".{call.method}") + body
+
+
+def render_chain(graph: Graph) -> str:
+    """``Graph(fl.Flow(Linear(...)).through(ReLU()) ... .build())``, one call per line."""
+    lines = [_render_call(c) for c in graph._record.calls] + [".build()"]
+    head = f"Graph[{graph.label}]" if graph.label is not None else "Graph"
+    return f"{head}(\n{textwrap.indent(chr(10).join(lines), '  ')}\n)"

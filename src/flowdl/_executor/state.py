@@ -1,0 +1,82 @@
+"""Forward-reference state: a tag's value carried from one call to the next."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowdl._builder.record import StateInit
+
+
+class StateCell:
+    """Holds the value a tag had at the end of the last completed call (or ``None``)."""
+
+    __slots__ = ("tag", "value")
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.value: Any = None
+
+    def __repr__(self) -> str:
+        from flowdl._describe import describe_value
+
+        return f"StateCell({self.tag!r}, {describe_value(self.value)})"
+
+
+class StateRead:
+    """Gives one consumer the state of a tag; on a first call, its initial value.
+
+    The initial value comes from, in order: the consumer's ``initial_state(ref,
+    stream)`` method (which may return ``None`` to mean "no state yet"), the tag's
+    declared ``init``, or zeros shaped like the consumer's stream.
+    """
+
+    __slots__ = ("cell", "consumer_initial_state", "init")
+
+    def __init__(
+        self,
+        cell: StateCell,
+        init: StateInit | None,
+        consumer_initial_state: Callable[[str, Any], Any] | None,
+    ) -> None:
+        self.cell = cell
+        self.init = init
+        self.consumer_initial_state = consumer_initial_state
+
+    def __call__(self, like: Any) -> Any:
+        value = self.cell.value
+        if value is not None:
+            return value
+        return self.initial(like)
+
+    def initial(self, like: Any) -> Any:
+        """The value of a first call, given the consumer's stream `like`."""
+        if self.consumer_initial_state is not None:
+            return self.consumer_initial_state(self.cell.tag, like)
+        init = self.init
+        if init is None:
+            return torch.zeros_like(like)
+        if isinstance(init, tuple):
+            return like.new_zeros((like.shape[0], *init))
+        return init(like)
+
+
+def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
+    """Apply `fn` to every tensor in `value` (a tensor, or tuples, lists, dicts of them)."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(map_tensors(fn, v) for v in value)
+    if isinstance(value, dict):
+        return {k: map_tensors(fn, v) for k, v in value.items()}
+    return value
+
+
+def detach(value: Any) -> Any:
+    """`value` with every tensor detached from the autograd graph."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    return map_tensors(Tensor.detach, value)

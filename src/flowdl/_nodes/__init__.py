@@ -1,0 +1,1 @@
+"""Built-in node modules: merge operations and graph helpers."""
