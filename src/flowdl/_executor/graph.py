@@ -165,6 +165,13 @@ class Graph(nn.Module):
             for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
         ]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The last call's tagged values are an observation, not part of the model:
+        # copies and pickles start without them (and without their autograd graphs).
+        state = dict(self.__dict__)
+        state["_tagged_values"] = []
+        return state
+
     # ------------------------------------------------------------------ errors
 
     def _input_count_error(self, got: int) -> GraphError:

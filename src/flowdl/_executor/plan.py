@@ -167,17 +167,28 @@ def compile_plan(record: FlowRecord) -> Plan:
         release(input_node, 0)
     for node in order:
         here = level[node.index]
-        for k, (slot, freed_at) in enumerate(free):
-            if freed_at < here:
-                del free[k]
-                slot_of[node.index] = slot
-                break
+        deps = node.dependencies
+        # An input read by this node alone dies here: write the output over it, as
+        # `x = f(x)` does in a hand-written forward (reads happen before the write).
+        sole = next(
+            (d for d in deps if d not in reserved and readers_left[d] == deps.count(d)), None
+        )
+        if sole is not None:
+            slot_of[node.index] = slot_of[sole]
+            readers_left[sole] = 0
         else:
-            slot_of[node.index] = n_slots
-            n_slots += 1
-        for d in node.dependencies:
-            readers_left[d] -= 1
-            release(d, here)
+            for k, (slot, freed_at) in enumerate(free):
+                if freed_at < here:
+                    del free[k]
+                    slot_of[node.index] = slot
+                    break
+            else:
+                slot_of[node.index] = n_slots
+                n_slots += 1
+        for d in deps:
+            if d != sole:
+                readers_left[d] -= 1
+                release(d, here)
         release(node.index, here)
 
     cells = {tag: StateCell(tag) for tag in record.state_writers}

@@ -20,6 +20,13 @@ class StateCell:
         self.tag = tag
         self.value: Any = None
 
+    def __getstate__(self) -> tuple[str, Any]:
+        # Copies and pickles carry the value, not its autograd history.
+        return self.tag, detach(self.value)
+
+    def __setstate__(self, state: tuple[str, Any]) -> None:
+        self.tag, self.value = state
+
     def __repr__(self) -> str:
         from flowdl._describe import describe_value
 
