@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 
-
 def grads(out: Tensor, wrt: Sequence[Tensor], cotangent: Tensor) -> list[Tensor | None]:
     """Vector-Jacobian product of `out` with `cotangent` for every tensor of `wrt`."""
     return list(torch.autograd.grad(out, list(wrt), cotangent, allow_unused=True))
@@ -44,7 +43,9 @@ def assert_same_as_oracle(
             torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
 
 
-def gradcheck_graph(graph: nn.Module, *inputs: Tensor, before: Callable[[], None] | None = None) -> None:
+def gradcheck_graph(
+    graph: nn.Module, *inputs: Tensor, before: Callable[[], None] | None = None
+) -> None:
     """`torch.autograd.gradcheck` on a graph: w.r.t. its inputs, then w.r.t. its parameters.
 
     `before` runs before every evaluation (to restore state, say).

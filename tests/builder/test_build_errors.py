@@ -27,7 +27,8 @@ def _raises(make: Any) -> fl.BuildError:
 def test_stream_constructs_on_open_branches(method: str) -> None:
     error = _raises(lambda: getattr(_split(), method)(nn.ReLU()))
     assert error.problem == (
-        f".{method}() needs a single stream, got 3 open branches from .split(); call .merge(...) first"
+        f".{method}() needs a single stream, got 3 open branches from .split(); "
+        "call .merge(...) first"
     )
     assert "builder call #3" in str(error)
     assert ".split(ReLU(), Tanh(), Sigmoid()) (builder call #2)" in str(error.received)
@@ -83,12 +84,16 @@ def test_duplicate_tag_group() -> None:
 
 
 def test_tag_group_conflicts_with_tag() -> None:
-    error = _raises(lambda: fl.Flow(nn.Identity()).tag("h").split(nn.ReLU(), nn.ReLU()).tag_group("h"))
+    error = _raises(
+        lambda: fl.Flow(nn.Identity()).tag("h").split(nn.ReLU(), nn.ReLU()).tag_group("h")
+    )
     assert "conflicts with the existing tag 'h'" in error.problem
 
 
 def test_tag_group_suffix_conflicts_with_tag() -> None:
-    error = _raises(lambda: fl.Flow(nn.Identity()).tag("h_1").split(nn.ReLU(), nn.ReLU()).tag_group("h"))
+    error = _raises(
+        lambda: fl.Flow(nn.Identity()).tag("h_1").split(nn.ReLU(), nn.ReLU()).tag_group("h")
+    )
     assert error.problem == "duplicate tag name 'h_1'"
     assert "suffixed name 'h_1' of .tag_group('h')" in str(error.received)
 
@@ -115,7 +120,9 @@ def test_input_without_names() -> None:
 
 def test_open_branches_at_build() -> None:
     error = _raises(lambda: _split().build())
-    assert error.problem == "cannot build with 3 open branches from .split(); call .merge(...) first"
+    assert (
+        error.problem == "cannot build with 3 open branches from .split(); call .merge(...) first"
+    )
     assert ".build() (builder call #3)" in str(error)
 
 
@@ -205,7 +212,10 @@ class TestModuleContracts:
 
     def test_merge_fed_more_branches_than_it_takes(self) -> None:
         error = _raises(_split().merge(lambda a, b: a + b).build)
-        assert "accepts 2 inputs, but the graph would call it with 3: 3 branch outputs" in error.problem
+        assert (
+            "accepts 2 inputs, but the graph would call it with 3: 3 branch outputs"
+            in error.problem
+        )
 
     def test_nested_graph_fed_the_wrong_number_of_inputs(self) -> None:
         inner = fl.Flow(nn.Identity()).input("ctx").through(fl.Add()).using("ctx").build()
@@ -233,14 +243,26 @@ class TestModuleContracts:
 
     def test_ref_names_extra_reference(self) -> None:
         flow = (
-            fl.Flow(nn.Identity()).tag("context").tag("extra").through(self.NeedsContext()).using("context", "extra")
+            fl.Flow(nn.Identity())
+            .tag("context")
+            .tag("extra")
+            .through(self.NeedsContext())
+            .using("context", "extra")
         )
         error = _raises(flow.build)
-        assert error.problem.endswith("is fed extra references ['extra'] that its ref_names() does not declare")
+        assert error.problem.endswith(
+            "is fed extra references ['extra'] that its ref_names() does not declare"
+        )
         assert "check ['extra'] for typos" in str(error.fix)
 
     def test_ref_names_correct_wiring_builds_and_runs(self) -> None:
-        g = fl.Flow(nn.Identity()).tag("context").through(self.NeedsContext()).using("context").build()
+        g = (
+            fl.Flow(nn.Identity())
+            .tag("context")
+            .through(self.NeedsContext())
+            .using("context")
+            .build()
+        )
         assert g(torch.tensor(2.0)).item() == 4.0
 
     def test_positional_references_must_follow_ref_names_order(self) -> None:
@@ -283,7 +305,12 @@ def test_error_message_layout() -> None:
     error = _raises(lambda: _split().through(nn.ReLU()))
     lines = str(error).splitlines()
     assert lines[0] == error.problem
-    assert [line.split(":")[0].strip() for line in lines[1:]] == ["at", "expected", "received", "fix"]
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "at",
+        "expected",
+        "received",
+        "fix",
+    ]
 
 
 def test_a_failed_call_leaves_the_flow_unchanged() -> None:

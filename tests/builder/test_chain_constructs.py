@@ -91,11 +91,19 @@ class TestFork:
             h = a(x)
             return mix(torch.cat([torch.tanh(h), side(h)], -1))
 
-        assert_same_as_oracle(g, oracle, rand64(5, 3), params=[*a.parameters(), *side.parameters(), *mix.parameters()])
+        assert_same_as_oracle(
+            g, oracle, rand64(5, 3), params=[*a.parameters(), *side.parameters(), *mix.parameters()]
+        )
         gradcheck_graph(g, rand64(2, 3))
 
     def test_fork_keeps_the_stream_and_tags_the_side(self) -> None:
-        g = fl.Flow(nn.Identity()).fork(lambda x: 10 * x).tag("side").through(lambda x: x + 1).build()
+        g = (
+            fl.Flow(nn.Identity())
+            .fork(lambda x: 10 * x)
+            .tag("side")
+            .through(lambda x: x + 1)
+            .build()
+        )
         x = torch.tensor([1.0, 2.0])
         torch.testing.assert_close(g(x), torch.tensor([2.0, 3.0]))
         torch.testing.assert_close(g.tagged("side"), torch.tensor([10.0, 20.0]))
@@ -119,7 +127,11 @@ class TestFork:
         flow = fl.Flow(enc).tag("latent")
         for k, head in enumerate(heads):
             flow = flow.fork(head).tag(f"head{k}")
-        g = flow.through(lambda z, *hs: z.sum(-1, keepdim=True) + sum(hs)).using("head0", "head1", "head2").build()
+        g = (
+            flow.through(lambda z, *hs: z.sum(-1, keepdim=True) + sum(hs))
+            .using("head0", "head1", "head2")
+            .build()
+        )
 
         def oracle(x: Tensor) -> Tensor:
             z = enc(x)

@@ -7,7 +7,16 @@ import torch
 from torch import Tensor, nn
 
 import flowdl as fl
-from tests.support import DOUBLE, IDENTITY, Mix, assert_same_as_oracle, fixed_linear, gradcheck_graph, linear64, rand64
+from tests.support import (
+    DOUBLE,
+    IDENTITY,
+    Mix,
+    assert_same_as_oracle,
+    fixed_linear,
+    gradcheck_graph,
+    linear64,
+    rand64,
+)
 
 
 class TestInputs:
@@ -20,7 +29,14 @@ class TestInputs:
         gradcheck_graph(g, rand64(2, 3), rand64(2, 4), rand64(2, 4))
 
     def test_godl_input_forward_and_backward(self) -> None:
-        g = fl.Flow(fixed_linear(DOUBLE)).tag("main").input("aux").through(fl.Add()).using("aux").build()
+        g = (
+            fl.Flow(fixed_linear(DOUBLE))
+            .tag("main")
+            .input("aux")
+            .through(fl.Add())
+            .using("aux")
+            .build()
+        )
         x = torch.tensor([[1.0, 2.0]], requires_grad=True)
         aux = torch.tensor([[10.0, 20.0]], requires_grad=True)
         out = g(x, aux)
@@ -48,13 +64,22 @@ class TestInputs:
         torch.testing.assert_close(g.tagged("mask"), torch.ones(1))
 
     def test_inputs_can_be_declared_anywhere_and_read_later(self) -> None:
-        g = fl.Flow(nn.Identity()).through(lambda x: x + 1).input("scale").through(lambda x, s: x * s).using("scale").build()
+        g = (
+            fl.Flow(nn.Identity())
+            .through(lambda x: x + 1)
+            .input("scale")
+            .through(lambda x, s: x * s)
+            .using("scale")
+            .build()
+        )
         assert g(torch.tensor(1.0), torch.tensor(3.0)).item() == 6.0
 
     @pytest.mark.parametrize("n", [0, 1, 3])
     def test_wrong_number_of_inputs_says_what_is_expected(self, n: int) -> None:
         g = fl.Flow(nn.Identity()).input("case").through(fl.Add()).using("case").build()
-        with pytest.raises(fl.GraphError, match=r"takes 2 inputs \(x, case\), got " + str(n)) as info:
+        with pytest.raises(
+            fl.GraphError, match=r"takes 2 inputs \(x, case\), got " + str(n)
+        ) as info:
             g(*[torch.zeros(1)] * n)
         assert "g(x, case)" in str(info.value)
 
@@ -94,17 +119,35 @@ class TestNesting:
         assert len(list(outer.parameters())) == 4
 
     def test_unbuilt_flow_is_built_as_a_nested_graph(self) -> None:
-        g = fl.Flow(nn.Identity()).through(fl.Flow(lambda x: x + 1).through(lambda x: 2 * x)).build()
+        g = (
+            fl.Flow(nn.Identity())
+            .through(fl.Flow(lambda x: x + 1).through(lambda x: 2 * x))
+            .build()
+        )
         assert g(torch.tensor(1.0)).item() == 4.0
         assert isinstance(g.get_submodule("Graph_0"), fl.Graph)
 
     def test_nested_graph_inputs_are_fed_by_references(self) -> None:
         inner = fl.Flow(nn.Identity()).input("ctx").through(lambda x, c: x - c).using("ctx").build()
-        g = fl.Flow(nn.Identity()).tag("orig").through(lambda x: 10 * x).through(inner).using("orig").build()
+        g = (
+            fl.Flow(nn.Identity())
+            .tag("orig")
+            .through(lambda x: 10 * x)
+            .through(inner)
+            .using("orig")
+            .build()
+        )
         assert g(torch.tensor(2.0)).item() == 18.0
 
     def test_nested_state_is_kept_per_graph(self) -> None:
-        counter = fl.Flow(nn.Identity()).through(fl.StateAdd()).using("n").tag("n").label("counter").build()
+        counter = (
+            fl.Flow(nn.Identity())
+            .through(fl.StateAdd())
+            .using("n")
+            .tag("n")
+            .label("counter")
+            .build()
+        )
         g = fl.Flow(counter).through(lambda x: x * 1).build()
         one = torch.ones(1)
         assert [g(one).item() for _ in range(3)] == [1.0, 2.0, 3.0]

@@ -21,7 +21,15 @@ from tests.support import (
 class TestBackwardReferences:
     def test_skip_connection_equals_hand_written_module(self) -> None:
         enc, mid, mix = linear64(3, 4), linear64(4, 4), Mix(4).double()
-        g = fl.Flow(enc).tag("skip").through(mid).through(nn.Tanh()).through(mix).using("skip").build()
+        g = (
+            fl.Flow(enc)
+            .tag("skip")
+            .through(mid)
+            .through(nn.Tanh())
+            .through(mix)
+            .using("skip")
+            .build()
+        )
 
         def oracle(x: Tensor) -> Tensor:
             s = enc(x)
@@ -54,12 +62,19 @@ class TestBackwardReferences:
         out = g(torch.tensor([[1.0, 3.0]]))
         torch.testing.assert_close(out, torch.tensor([[3.0, 9.0]]))
         out.sum().backward()  # goDl UsingBackward: both paths reach the entry
-        torch.testing.assert_close(entry.weight.grad, torch.tensor([[3.0, 3.0], [3.0, 3.0]]) * torch.tensor([[1.0, 3.0]]))
+        torch.testing.assert_close(
+            entry.weight.grad, torch.tensor([[3.0, 3.0], [3.0, 3.0]]) * torch.tensor([[1.0, 3.0]])
+        )
         assert double.bias.grad is not None
 
     def test_tag_does_not_change_the_output(self) -> None:
         # goDl Tag: [3,5] through I and a summing layer -> 8
-        g = fl.Flow(fixed_linear(IDENTITY)).tag("hidden").through(fixed_linear([[1.0, 1.0]])).build()
+        g = (
+            fl.Flow(fixed_linear(IDENTITY))
+            .tag("hidden")
+            .through(fixed_linear([[1.0, 1.0]]))
+            .build()
+        )
         assert g(torch.tensor([[3.0, 5.0]])).item() == 8.0
         torch.testing.assert_close(g.tagged("hidden"), torch.tensor([[3.0, 5.0]]))
 
@@ -111,7 +126,13 @@ class TestForwardReferences:
 
     def test_godl_forward_ref_accumulates(self) -> None:
         # goDl ForwardRef: x, 2x, 3x on three calls through StateAdd
-        g = fl.Flow(fixed_linear(IDENTITY)).through(fl.StateAdd()).using("memory").tag("memory").build()
+        g = (
+            fl.Flow(fixed_linear(IDENTITY))
+            .through(fl.StateAdd())
+            .using("memory")
+            .tag("memory")
+            .build()
+        )
         x = torch.tensor([[1.0, 2.0]])
         outs = [g(x) for _ in range(3)]
         for k, out in enumerate(outs, start=1):

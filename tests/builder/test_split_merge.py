@@ -7,7 +7,14 @@ import torch
 from torch import Tensor, nn
 
 import flowdl as fl
-from tests.support import IDENTITY, assert_same_as_oracle, fixed_linear, gradcheck_graph, linear64, rand64
+from tests.support import (
+    IDENTITY,
+    assert_same_as_oracle,
+    fixed_linear,
+    gradcheck_graph,
+    linear64,
+    rand64,
+)
 
 
 def _branches() -> tuple[nn.Linear, nn.Linear, nn.Linear]:
@@ -60,7 +67,12 @@ def test_merge_module_with_parameters() -> None:
     a, b = linear64(3, 4), linear64(3, 4)
     cat_proj = lambda p, q: proj(torch.cat([p, q], -1))  # noqa: E731
     g = fl.Flow(nn.Identity()).split(a, b).merge(cat_proj).build()
-    assert_same_as_oracle(g, lambda x: proj(torch.cat([a(x), b(x)], -1)), rand64(4, 3), params=[*a.parameters(), *b.parameters(), *proj.parameters()])
+    assert_same_as_oracle(
+        g,
+        lambda x: proj(torch.cat([a(x), b(x)], -1)),
+        rand64(4, 3),
+        params=[*a.parameters(), *b.parameters(), *proj.parameters()],
+    )
 
 
 def test_tag_group_names_each_branch() -> None:
@@ -78,7 +90,15 @@ def test_tag_group_names_each_branch() -> None:
 
 def test_group_members_are_references() -> None:
     a, b = linear64(2, 2), linear64(2, 2)
-    g = fl.Flow(nn.Identity()).split(a, b).tag_group("h").merge(fl.Add()).through(lambda s, h1: s * h1).using("h_1").build()
+    g = (
+        fl.Flow(nn.Identity())
+        .split(a, b)
+        .tag_group("h")
+        .merge(fl.Add())
+        .through(lambda s, h1: s * h1)
+        .using("h_1")
+        .build()
+    )
     assert_same_as_oracle(g, lambda x: (a(x) + b(x)) * b(x), rand64(3, 2))
 
 
@@ -136,6 +156,13 @@ def test_merge_references_come_after_the_branches() -> None:
         seen.append(len(xs))
         return xs[0] + xs[1] - xs[2]
 
-    g = fl.Flow(nn.Identity()).tag("x").split(lambda x: x, lambda x: 2 * x).merge(merge).using("x").build()
+    g = (
+        fl.Flow(nn.Identity())
+        .tag("x")
+        .split(lambda x: x, lambda x: 2 * x)
+        .merge(merge)
+        .using("x")
+        .build()
+    )
     torch.testing.assert_close(g(torch.tensor([5.0])), torch.tensor([10.0]))
     assert seen == [3]

@@ -101,7 +101,14 @@ def test_nested_graphs_see_the_callers_context() -> None:
 
 
 def test_graph_is_usable_after_a_cancelled_call() -> None:
-    g = fl.Flow(nn.Identity()).through(fl.StateAdd()).using("s").tag("s").through(nn.Identity()).build()
+    g = (
+        fl.Flow(nn.Identity())
+        .through(fl.StateAdd())
+        .using("s")
+        .tag("s")
+        .through(nn.Identity())
+        .build()
+    )
     one = torch.ones(1)
     assert g(one).item() == 1.0
     ctx = fl.Context()

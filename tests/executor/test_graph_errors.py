@@ -16,8 +16,12 @@ def test_node_error_names_node_call_and_shapes() -> None:
     error = info.value
     assert isinstance(error, RuntimeError)
     assert error.node_id == "Linear_1"
-    assert error.problem.startswith("Linear_1 raised RuntimeError: mat1 and mat2 shapes cannot be multiplied")
-    assert error.call == ".through(Linear(in_features=2, out_features=2, bias=True)) (builder call #3)"
+    assert error.problem.startswith(
+        "Linear_1 raised RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    )
+    assert (
+        error.call == ".through(Linear(in_features=2, out_features=2, bias=True)) (builder call #3)"
+    )
     assert error.inputs == ("stream: Tensor[4, 3] float32",)
     assert isinstance(error.__cause__, RuntimeError)
 

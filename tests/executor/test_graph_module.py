@@ -43,7 +43,14 @@ def test_parameters_are_registered_once_in_creation_order() -> None:
 
 def test_shared_module_is_counted_once() -> None:
     shared = nn.Linear(4, 4)
-    g = fl.Flow(shared).through(nn.ReLU()).through(shared).split(shared, nn.Linear(4, 4)).merge(fl.Add()).build()
+    g = (
+        fl.Flow(shared)
+        .through(nn.ReLU())
+        .through(shared)
+        .split(shared, nn.Linear(4, 4))
+        .merge(fl.Add())
+        .build()
+    )
     params = list(g.parameters())
     assert len(params) == 4
     assert len({id(p) for p in params}) == 4
@@ -196,4 +203,7 @@ def test_nested_graph_in_a_user_module_and_functional_call() -> None:
     model = Model()
     params = {k: torch.zeros_like(v) for k, v in model.named_parameters()}
     assert torch.func.functional_call(model, params, (torch.ones(1, 2),)).item() == 0.0
-    assert [k for k, _ in model.named_parameters()] == ["body.Linear_0.weight", "body.Linear_0.bias"]
+    assert [k for k, _ in model.named_parameters()] == [
+        "body.Linear_0.weight",
+        "body.Linear_0.bias",
+    ]

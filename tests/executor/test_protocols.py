@@ -81,5 +81,10 @@ def test_protocols_are_runtime_checkable() -> None:
             return None
 
     thing = Everything()
-    for proto in (protocols.Traced, protocols.RefValidator, protocols.Detachable, protocols.InitialState):
+    for proto in (
+        protocols.Traced,
+        protocols.RefValidator,
+        protocols.Detachable,
+        protocols.InitialState,
+    ):
         assert isinstance(thing, proto)

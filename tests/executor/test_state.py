@@ -189,7 +189,14 @@ def test_failed_call_leaves_the_state_of_the_last_completed_call() -> None:
             raise ValueError("negative")
         return x
 
-    g = fl.Flow(nn.Identity()).through(fl.StateAdd()).using("s").tag("s").through(maybe_fail).build()
+    g = (
+        fl.Flow(nn.Identity())
+        .through(fl.StateAdd())
+        .using("s")
+        .tag("s")
+        .through(maybe_fail)
+        .build()
+    )
     g(torch.ones(1))
     with pytest.raises(fl.GraphError):
         g(-10 * torch.ones(1))

@@ -43,7 +43,7 @@ def check_node_callable(obj: Any, call: BuilderCall) -> Any:
         return obj.build()
     if isinstance(obj, type):
         raise BuildError(
-            f".{call.method}() was given a class, not a module",
+            f"{call.name} was given a class, not a module",
             call=str(call),
             expected="an nn.Module instance or a callable taking tensors",
             received=f"the class {obj.__module__}.{obj.__qualname__}",
@@ -52,7 +52,7 @@ def check_node_callable(obj: Any, call: BuilderCall) -> Any:
     if isinstance(obj, nn.Module) or callable(obj):
         return obj
     raise BuildError(
-        f"{'fl.Flow' if call.method == 'Flow' else '.' + call.method}() needs a module or a callable",
+        f"{call.name} needs a module or a callable",
         call=str(call),
         expected="an nn.Module, a callable taking tensors, or an unbuilt fl.Flow",
         received=f"{type(obj).__name__} {obj!r}",

@@ -45,6 +45,11 @@ class BuilderCall:
     kwargs: tuple[tuple[str, Any], ...] = ()
 
     @property
+    def name(self) -> str:
+        """The method as written without arguments: ``.through()`` or ``fl.Flow()``."""
+        return "fl.Flow()" if self.method == "Flow" else f".{self.method}()"
+
+    @property
     def text(self) -> str:
         """The call as written: ``.through(Linear(in_features=2, out_features=4, bias=True))``."""
         parts = [_describe_arg(a) for a in self.args]

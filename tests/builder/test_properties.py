@@ -1,0 +1,283 @@
+"""Property tests: random chains of builder calls either build and equal an independent
+interpreter of the same chain, or raise `fl.BuildError` exactly when the interpreter says
+the chain is invalid. Nothing else may happen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+import flowdl as fl
+from tests.support import Mix
+
+DIM, BATCH = 3, 2
+NAMES = ["a", "b", "c", "a_0", "a_1"]
+
+op = st.one_of(
+    st.tuples(st.sampled_from(["through", "also", "fork"])),
+    st.tuples(st.just("split"), st.integers(0, 3)),
+    st.tuples(st.just("merge"), st.sampled_from(["add", "mean", "catfold"])),
+    st.tuples(st.sampled_from(["tag", "tag_group", "using", "input"]), st.sampled_from(NAMES)),
+)
+
+
+@st.composite
+def structured_chains(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    """Chains made of well-formed blocks, so most build; references may still point to
+    tags defined earlier (this call), later (state), or never (an error at build)."""
+    names = [f"t{i}" for i in range(8)]
+    fresh = iter(names)
+    steps: list[tuple[Any, ...]] = []
+    for block in draw(st.lists(st.integers(0, 6), max_size=8)):
+        if block == 0:
+            steps.append((draw(st.sampled_from(["through", "also"])),))
+        elif block == 1:
+            steps += [("fork",), ("tag", next(fresh, "t0"))]
+        elif block == 2:
+            steps.append(("split", draw(st.integers(2, 3))))
+            if draw(st.booleans()):
+                steps.append(("tag_group", next(fresh, "t0")))
+            if draw(st.booleans()):
+                steps.append(("using", draw(st.sampled_from(names))))
+            steps.append(("merge", draw(st.sampled_from(sorted(MERGES)))))
+        elif block in (3, 4):
+            steps.append(("tag", next(fresh, "t0")))
+        elif block == 5:
+            steps.append(("using", draw(st.sampled_from(names))))
+        else:
+            steps.append(("input", next(fresh, "t0")))
+    return steps
+
+
+class CatFold(nn.Module):
+    """``fl.Cat`` of any number of ``[B, DIM]`` inputs, folded back to ``[B, DIM]``."""
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return fl.Cat(dim=-1)(*xs).unflatten(-1, (-1, DIM)).sum(-2)
+
+
+MERGES: dict[str, type[nn.Module]] = {"add": fl.Add, "mean": fl.Mean, "catfold": CatFold}
+
+
+class Invalid(Exception):
+    """The chain breaks a rule of the builder."""
+
+
+@dataclass
+class OracleNode:
+    fn: Any
+    inputs: list[tuple[Any, ...]] = field(
+        default_factory=list
+    )  # ("node", i) | ("state", tag, like)
+
+
+class Oracle:
+    """An independent, eager interpreter of a chain of builder calls."""
+
+    def __init__(self) -> None:
+        self.nodes: list[OracleNode] = [OracleNode(None)]  # node 0: the input x
+        self.input_nodes: dict[str, int] = {}
+        self.streams = [0]
+        self.targets: list[int] = []
+        self.tags: dict[str, int] = {}
+        self.groups: set[str] = set()
+        self.pending_fork: int | None = None
+        self.forward_refs: set[str] = set()
+        self.state: dict[str, Tensor] = {}
+
+    def add(self, fn: Any, inputs: list[int]) -> int:
+        self.nodes.append(OracleNode(fn, [("node", i) for i in inputs]))
+        return len(self.nodes) - 1
+
+    def single(self) -> int:
+        if len(self.streams) != 1:
+            raise Invalid
+        return self.streams[0]
+
+    def depends(self, node: int, on: int) -> bool:
+        if node == on:
+            return True
+        for inp in self.nodes[node].inputs:
+            if inp[0] == "node" and self.depends(inp[1], on):
+                return True
+            if inp[0] == "state" and self.depends(inp[2], on):
+                return True
+        return False
+
+    def define(self, name: str, node: int) -> None:
+        if name in self.tags or name in self.groups:
+            raise Invalid
+        self.tags[name] = node
+
+    def apply(self, step: tuple[Any, ...], module: Any) -> None:
+        kind = step[0]
+        if self.pending_fork is not None and kind not in ("tag", "using"):
+            raise Invalid
+        if kind == "through":
+            node = self.add(module, [self.single()])
+            self.streams, self.targets = [node], [node]
+        elif kind == "also":
+            stream = self.single()
+            inner = self.add(module, [stream])
+            self.streams, self.targets = [self.add(lambda s, u: s + u, [stream, inner])], [inner]
+        elif kind == "fork":
+            node = self.add(module, [self.single()])
+            self.targets, self.pending_fork = [node], node
+        elif kind == "split":
+            stream = self.single()
+            if len(module) < 2:
+                raise Invalid
+            self.streams = [self.add(m, [stream]) for m in module]
+            self.targets = list(self.streams)
+        elif kind == "merge":
+            if len(self.streams) < 2:
+                raise Invalid
+            node = self.add(module, list(self.streams))
+            self.streams, self.targets = [node], [node]
+        elif kind == "tag":
+            node = self.pending_fork if self.pending_fork is not None else self.single()
+            self.define(step[1], node)
+            self.pending_fork = None
+        elif kind == "tag_group":
+            name = step[1]
+            if len(self.streams) < 2 or name in self.groups or name in self.tags:
+                raise Invalid
+            for i, node in enumerate(self.streams):
+                self.define(f"{name}_{i}", node)
+            self.groups.add(name)
+        elif kind == "using":
+            name = step[1]
+            for target in self.targets:
+                node = self.nodes[target]
+                if any(inp[0] == "state" and inp[1] == name for inp in node.inputs[1:]) or (
+                    name in self.tags and ("node", self.tags[name]) in node.inputs[1:]
+                ):
+                    raise Invalid  # the same reference twice
+                if name in self.tags and self.depends(self.tags[name], target):
+                    raise Invalid  # a cycle
+            for target in self.targets:
+                node = self.nodes[target]
+                if name in self.tags:
+                    node.inputs.append(("node", self.tags[name]))
+                else:
+                    node.inputs.append(("state", name, node.inputs[0][1]))
+                    self.forward_refs.add(name)
+        elif kind == "input":
+            name = step[1]
+            node = self.add(None, [])
+            self.define(name, node)
+            self.input_nodes[name] = node
+
+    def finish(self) -> None:
+        if self.pending_fork is not None or len(self.streams) != 1:
+            raise Invalid
+        if any(name not in self.tags for name in self.forward_refs):
+            raise Invalid
+
+    def __call__(self, x: Tensor, aux: dict[str, Tensor]) -> Tensor:
+        vals: dict[int, Tensor] = {0: x}
+        for name, node in self.input_nodes.items():
+            vals[node] = aux[name]
+        for i, node in enumerate(self.nodes):
+            if i in vals:
+                continue
+            args = []
+            for inp in node.inputs:
+                if inp[0] == "node":
+                    args.append(vals[inp[1]])
+                else:
+                    previous = self.state.get(inp[1])
+                    args.append(torch.zeros_like(vals[inp[2]]) if previous is None else previous)
+            vals[i] = node.fn(*args)
+        self.state = {name: vals[self.tags[name]].detach() for name in self.forward_refs}
+        return vals[self.streams[0]]
+
+
+def module_for(step: tuple[Any, ...]) -> Any:
+    if step[0] in ("through", "also", "fork"):
+        return Mix(DIM).double()
+    if step[0] == "split":
+        return [Mix(DIM).double() for _ in range(step[1])]
+    if step[0] == "merge":
+        return MERGES[step[1]]()
+    return None
+
+
+def apply_flow(flow: fl.Flow, step: tuple[Any, ...], module: Any) -> fl.Flow:
+    kind = step[0]
+    if kind in ("through", "also", "fork", "merge"):
+        return getattr(flow, kind)(module)  # type: ignore[no-any-return]
+    if kind == "split":
+        return flow.split(*module)
+    return getattr(flow, kind)(step[1])  # type: ignore[no-any-return]
+
+
+@settings(max_examples=600, deadline=None)
+@given(steps=st.one_of(st.lists(op, max_size=12), structured_chains()))
+def test_random_chains_build_and_match_or_raise_build_error(steps: list[tuple[Any, ...]]) -> None:
+    entry = Mix(DIM).double()
+    oracle = Oracle()
+    oracle.nodes.append(OracleNode(entry, [("node", 0)]))
+    oracle.streams, oracle.targets = [1], [1]
+    flow = fl.Flow(entry)
+    oracle_error: int | str | None = None
+    builder_error: int | str | None = None
+    for k, step in enumerate(steps):
+        module = module_for(step)
+        try:
+            oracle.apply(step, module)
+        except Invalid:
+            oracle_error = k
+        try:
+            flow = apply_flow(flow, step, module)
+        except fl.BuildError:
+            builder_error = k
+        if oracle_error is not None or builder_error is not None:
+            break
+    built: fl.Graph | None = None
+    if oracle_error is None and builder_error is None:
+        try:
+            oracle.finish()
+        except Invalid:
+            oracle_error = "build"
+        try:
+            built = flow.build()
+        except fl.BuildError:
+            builder_error = "build"
+    # Both reject the chain at the same call (or at build), or both accept it.
+    assert builder_error == oracle_error, f"{steps}: builder {builder_error}, oracle {oracle_error}"
+    if builder_error is None:
+        event("built")
+    else:
+        event("rejected at build" if builder_error == "build" else "rejected at a call")
+    if built is None:
+        return
+    size = len(built._record.nodes)
+    event(f"built with {size} nodes" if size < 8 else "built with 8+ nodes")
+    assert built is not None
+    names = list(built.input_names[1:])
+    assert names == list(oracle.input_nodes)
+    for _ in range(3):
+        x = torch.randn(BATCH, DIM, dtype=torch.float64)
+        aux = {name: torch.randn(BATCH, DIM, dtype=torch.float64) for name in names}
+        got = built(x, *aux.values())
+        want = oracle(x, aux)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    params = list(built.parameters())
+    if params:
+        cot = torch.randn_like(got)
+        g1 = torch.autograd.grad(got, params, cot, allow_unused=True)
+        g2 = torch.autograd.grad(want, params, cot, allow_unused=True)
+        for a, b in zip(g1, g2, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    plan = built._plan
+    for level in plan.levels:
+        outs = [plan.steps[i][4] for i in level]
+        assert len(outs) == len(set(outs)), "two nodes of one level share a slot"
