@@ -71,9 +71,9 @@ class Invalid(Exception):
 @dataclass
 class OracleNode:
     fn: Any
-    inputs: list[tuple[Any, ...]] = field(
-        default_factory=list
-    )  # ("node", i) | ("state", tag, like)
+    # ("node", i): node i of this call; ("state", tag, like): tag's previous value
+    inputs: list[tuple[Any, ...]] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
 
 
 class Oracle:
@@ -153,15 +153,13 @@ class Oracle:
         elif kind == "using":
             name = step[1]
             for target in self.targets:
-                node = self.nodes[target]
-                if any(inp[0] == "state" and inp[1] == name for inp in node.inputs[1:]) or (
-                    name in self.tags and ("node", self.tags[name]) in node.inputs[1:]
-                ):
+                if name in self.nodes[target].refs:
                     raise Invalid  # the same reference twice
                 if name in self.tags and self.depends(self.tags[name], target):
                     raise Invalid  # a cycle
             for target in self.targets:
                 node = self.nodes[target]
+                node.refs.append(name)
                 if name in self.tags:
                     node.inputs.append(("node", self.tags[name]))
                 else:
