@@ -100,6 +100,7 @@ def test_group_members_are_references() -> None:
         .build()
     )
     assert_same_as_oracle(g, lambda x: (a(x) + b(x)) * b(x), rand64(3, 2))
+    gradcheck_graph(g, rand64(2, 2))
 
 
 def test_godl_split_merge() -> None:

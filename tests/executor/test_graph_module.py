@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,3 +208,41 @@ def test_nested_graph_in_a_user_module_and_functional_call() -> None:
         "body.Linear_0.weight",
         "body.Linear_0.bias",
     ]
+
+
+def test_to_device_moves_parameters_and_state() -> None:
+    g = fl.Flow(nn.Linear(2, 2)).through(fl.StateAdd()).using("s").tag("s").build()
+    g(torch.ones(1, 2))
+    g.to("meta")  # a device every machine has
+    assert all(p.device.type == "meta" for p in g.parameters())
+    assert g._plan.cells["s"].value.device.type == "meta"
+    assert g(torch.ones(1, 2, device="meta")).device.type == "meta"
+
+
+def test_distributed_data_parallel_wraps_a_graph(tmp_path: Path) -> None:
+    dist = torch.distributed
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        g = make()
+        ddp = nn.parallel.DistributedDataParallel(g)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        for _ in range(3):
+            loss = ddp(torch.randn(4, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert all(p.grad is not None for p in g.parameters())
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_forward_backward_and_state() -> None:
+    g = make().cuda()
+    x = torch.randn(4, 3, device="cuda")
+    g(x).sum().backward()
+    assert g._plan.cells["state"].value.device.type == "cuda"
+    assert all(p.grad is not None and p.grad.is_cuda for p in g.parameters())
+    g.cpu()
+    assert g._plan.cells["state"].value.device.type == "cpu"

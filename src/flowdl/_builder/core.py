@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Union
 
 from flowdl._builder import checks
@@ -116,21 +117,12 @@ class FlowCore:
 
     def _record(self) -> FlowRecord:
         nodes = [
-            Node(
-                index=n.index,
-                id=n.id,
-                kind=n.kind,
-                call=n.call,
-                module=n.module,
+            replace(
+                n,
                 inputs=list(n.inputs),
-                n_stream=n.n_stream,
                 ref_names=list(n.ref_names),
                 ref_calls=list(n.ref_calls),
                 tags=list(n.tags),
-                input_name=n.input_name,
-                state_tag=n.state_tag,
-                like=n.like,
-                consumer=n.consumer,
             )
             for n in self._nodes
         ]

@@ -225,7 +225,7 @@ class Flow(NamingMixin, ReferencesMixin):
                     checks.check_protocol_method(
                         consumer, "initial_state", (tag, torch.zeros(1)), "(ref_name, stream)"
                     )
-        return Graph._from_record(self._record())
+        return Graph(self._record())
 
     def _state_readers(self) -> dict[str, list[int]]:
         readers: dict[str, list[int]] = {}

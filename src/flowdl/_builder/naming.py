@@ -188,7 +188,7 @@ class NamingMixin(FlowCore):
             raise BuildError(
                 f"duplicate tag name {name!r}",
                 call=str(call),
-                expected=f"a {what.split(' ')[0]} name not used before in this graph",
+                expected="a tag name not used before in this graph",
                 received=f"{what}, already naming {node.id} (from {node.call})",
                 fix="pick another name; each tag names exactly one point of the graph",
             )

@@ -58,7 +58,7 @@ class ReferencesMixin(FlowCore):
                         f"{producer.id}, which is computed from {node.id}'s own output",
                         call=str(call),
                         expected="a tag defined before the node it feeds",
-                        received=f"{tag!r}, defined at {self._nodes[self._tags[tag]].call}",
+                        received=f"{tag!r}, defined at {producer.call}",
                         fix=f"to read the previous call's value (recurrent state), call "
                         f".using({tag!r}) before .tag({tag!r})",
                     )
@@ -106,7 +106,7 @@ class ReferencesMixin(FlowCore):
         known = sorted(self._tags)
         close = difflib.get_close_matches(tag, known, n=1)
         maybe = f"Did you mean {close[0]!r}? " if close else ""
-        others = sorted(self._pending_refs)[1:] if len(self._pending_refs) > 1 else []
+        others = [t for t in self._pending_refs if t != tag]
         raise BuildError(
             f".using({tag!r}) refers to a tag that is never defined"
             + (f" (so do {others})" if others else ""),

@@ -71,10 +71,6 @@ class Graph(nn.Module):
                     name += "_"
                 self.add_module(name, module)
 
-    @classmethod
-    def _from_record(cls, record: FlowRecord) -> Graph:
-        return cls(record)
-
     # ----------------------------------------------------------------- running
 
     def forward(self, *inputs: Any, ctx: Context | None = None) -> Any:
