@@ -218,28 +218,18 @@ class Flow(NamingMixin, ReferencesMixin):
                 checks.check_protocol_method(
                     node, "reset", (1, torch.device("cpu")), "(batch_size, device)"
                 )
-        for tag, readers in self._state_readers().items():
-            for reader in readers:
-                consumer = self._nodes[self._nodes[reader].consumer or 0]
-                if consumer.module is not None:
-                    checks.check_protocol_method(
-                        consumer, "initial_state", (tag, torch.zeros(1)), "(ref_name, stream)"
-                    )
+            if node.kind is NodeKind.STATE_READ and node.consumer is not None:
+                checks.check_protocol_method(
+                    self._nodes[node.consumer],
+                    "initial_state",
+                    (node.state_tag, torch.zeros(1)),
+                    "(ref_name, stream)",
+                )
         return Graph(self._record())
-
-    def _state_readers(self) -> dict[str, list[int]]:
-        readers: dict[str, list[int]] = {}
-        for node in self._nodes:
-            if node.kind is NodeKind.STATE_READ and node.state_tag is not None:
-                readers.setdefault(node.state_tag, []).append(node.index)
-        return readers
 
     def __repr__(self) -> str:
         chain = "".join(c.text for c in self._calls)
         return f"<unbuilt {chain}>"
-
-
-__all__ = ["Flow", "NodeLike"]
 
 
 __all__ = ["Flow", "NodeLike"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -9,6 +11,14 @@ from torch import Tensor, nn
 def _need_inputs(name: str, inputs: tuple[Tensor, ...]) -> None:
     if not inputs:
         raise ValueError(f"{name} needs at least one input to combine, got none")
+
+
+def sum_left(inputs: Sequence[Tensor]) -> Tensor:
+    """``inputs[0] + inputs[1] + ...``, left to right, with broadcasting (not in place)."""
+    out = inputs[0]
+    for x in inputs[1:]:
+        out = out + x
+    return out
 
 
 class Add(nn.Module):
@@ -26,10 +36,7 @@ class Add(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         _need_inputs("fl.Add()", inputs)
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = out + x
-        return out
+        return sum_left(inputs)
 
 
 class Mean(nn.Module):
@@ -47,10 +54,7 @@ class Mean(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         _need_inputs("fl.Mean()", inputs)
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = out + x
-        return out / len(inputs)
+        return sum_left(inputs) / len(inputs)
 
 
 class Cat(nn.Module):

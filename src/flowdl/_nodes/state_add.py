@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from flowdl._nodes.merge import sum_left
+
 
 class StateAdd(nn.Module):
     """Sum of all inputs that are not ``None``: a running accumulator with forward references.
@@ -28,7 +30,4 @@ class StateAdd(nn.Module):
             raise ValueError(
                 f"fl.StateAdd() needs at least one input that is not None, got {len(inputs)} None"
             )
-        out = present[0]
-        for x in present[1:]:
-            out = out + x
-        return out
+        return sum_left(present)
