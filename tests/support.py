@@ -120,3 +120,18 @@ class Counting(nn.Module):
     def forward(self, x: Tensor, *refs: Tensor) -> Tensor:
         self.calls += 1
         return x
+
+
+def assert_levels_are_independent(graph: object) -> None:
+    """No node of a level writes a slot that another node of the same level reads or writes.
+
+    This is what lets the nodes of one level run concurrently.
+    """
+    plan = graph._plan  # type: ignore[attr-defined]
+    for level in plan.levels:
+        for i in level:
+            out = plan.steps[i][4]
+            for j in level:
+                if j != i:
+                    assert out != plan.steps[j][4], f"steps {i} and {j} write slot {out}"
+                    assert out not in plan.step_slots[j], f"step {i} overwrites what {j} reads"

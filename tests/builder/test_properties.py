@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import flowdl as fl
-from tests.support import Mix
+from tests.support import Mix, assert_levels_are_independent
 
 DIM, BATCH = 3, 2
 NAMES = ["a", "b", "c", "a_0", "a_1"]
@@ -275,7 +275,4 @@ def test_random_chains_build_and_match_or_raise_build_error(steps: list[tuple[An
             assert (a is None) == (b is None)
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-    plan = built._plan
-    for level in plan.levels:
-        outs = [plan.steps[i][4] for i in level]
-        assert len(outs) == len(set(outs)), "two nodes of one level share a slot"
+    assert_levels_are_independent(built)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor, nn
 
 import flowdl as fl
+from tests.support import assert_levels_are_independent
 
 
 def test_a_long_chain_lives_in_one_slot() -> None:
@@ -65,10 +68,38 @@ def test_nodes_of_one_level_never_share_a_slot() -> None:
         .merge(fl.Mean())
         .build()
     )
+    assert_levels_are_independent(g)
+
+
+def test_levels_run_concurrently_give_the_sequential_result() -> None:
+    g = (
+        fl.Flow(nn.Identity())
+        .split(torch.tanh, torch.relu, torch.sigmoid)
+        .merge(fl.Add())
+        .tag("mid")
+        .split(lambda x: x * 2, lambda x: x - 1)
+        .merge(fl.Mean())
+        .through(lambda x, m: x + m)
+        .using("mid")
+        .build()
+    )
+    x = torch.randn(5)
+    want = g(x)
     plan = g._plan
-    for level in plan.levels:
-        outs = [plan.steps[i][4] for i in level]
-        assert len(outs) == len(set(outs))
+    vals: list[object] = [None] * plan.n_slots
+    vals[0] = x
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for level in plan.levels:
+            # Each node reads its inputs and writes its output in its own thread; the
+            # later nodes of a level go first, so a slot shared within a level shows.
+            def run(i: int, level: tuple[int, ...] = level) -> None:
+                time.sleep(0.005 * (len(level) - 1 - level.index(i)))
+                fn, a, b, rest, out, _ = plan.steps[i]
+                args = [vals[a]] + ([] if b < 0 else [vals[b]]) + [vals[k] for k in rest or ()]
+                vals[out] = fn(*args)
+
+            list(pool.map(run, level))
+    torch.testing.assert_close(vals[plan.out_slot], want)
 
 
 def test_levels_follow_the_longest_path() -> None:

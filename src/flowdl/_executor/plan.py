@@ -5,9 +5,11 @@ which slot each value lives in, which slots each step reads, how each node is
 called. `Graph.forward` then only loops over `Plan.steps`.
 
 Slots are reused once the value in them is dead, so a long chain holds no more
-activations than the hand-written module would. A slot freed by the readers of
-level ``L`` is only reused by nodes of a later level, so the nodes of one level
-never share a slot: they can run concurrently.
+activations than the hand-written module would. Within one level no node writes a
+slot that another node of that level reads or writes, so the nodes of a level can
+run concurrently: a slot freed by readers of level ``L`` is reused only from level
+``L + 1`` on, and a node overwrites its own input only when every other reader of
+that input belongs to an earlier level.
 """
 
 from __future__ import annotations
@@ -152,6 +154,11 @@ def compile_plan(record: FlowRecord) -> Plan:
 
     reserved = {record.output, *record.tags.values(), *record.state_writers.values()}
     readers_left = Counter(d for n in order for d in n.dependencies)
+    # For each value, the levels of the nodes that read it (one entry per reader node).
+    read_levels: dict[int, list[tuple[int, int]]] = {}
+    for n in order:
+        for d in set(n.dependencies):
+            read_levels.setdefault(d, []).append((n.index, level[n.index]))
     slot_of: dict[int, int] = {}
     free: list[tuple[int, int]] = []  # (slot, level at which it became free)
     n_slots = 0
@@ -168,10 +175,19 @@ def compile_plan(record: FlowRecord) -> Plan:
     for node in order:
         here = level[node.index]
         deps = node.dependencies
-        # An input read by this node alone dies here: write the output over it, as
-        # `x = f(x)` does in a hand-written forward (reads happen before the write).
+        # An input whose other readers all belong to earlier levels dies here: write
+        # the output over it, as `x = f(x)` does in a hand-written forward (the node
+        # reads before it writes). Readers in this level could run concurrently, so
+        # they rule it out.
         sole = next(
-            (d for d in deps if d not in reserved and readers_left[d] == deps.count(d)), None
+            (
+                d
+                for d in deps
+                if d not in reserved
+                and readers_left[d] == deps.count(d)
+                and all(lv < here for r, lv in read_levels[d] if r != node.index)
+            ),
+            None,
         )
         if sole is not None:
             slot_of[node.index] = slot_of[sole]
