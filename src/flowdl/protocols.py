@@ -15,8 +15,9 @@ classes below document the signatures and let type checkers and
 - `Detachable`, ``detach_state()``: called by ``g.detach_state()`` on every
   submodule that has it.
 - `InitialState`, ``initial_state(ref, stream)``: called on a first call (or after
-  ``reset_state()``) for each state reference the node reads; it returns the
-  value to use, or ``None`` to pass ``None`` ("no state yet").
+  ``reset_state()``) for each state reference the node reads whose tag declares
+  no ``init=``; it returns the value to use, or ``None`` to pass ``None`` ("no
+  state yet").
 
 Example:
     A module that reads a recurrent state by name and declares both the name it

@@ -140,6 +140,26 @@ def test_several_unknown_tags_are_all_named() -> None:
     assert error.problem == ".using('c') refers to a tag that is never defined (so do ['a', 'b'])"
 
 
+def test_a_tag_group_is_not_a_reference() -> None:
+    flow = fl.Flow(nn.Identity()).split(nn.ReLU(), nn.Tanh()).tag_group("h").merge(fl.Add())
+    error = _raises(lambda: flow.through(fl.Add()).using("h"))
+    assert error.problem == "'h' is a tag group, not a tag: .using() reads single tags"
+    assert error.fix == ".using('h_0', 'h_1') to read every branch"
+
+
+def test_two_different_graphs_with_one_label() -> None:
+    a = fl.Flow(nn.Identity()).label("encoder").build()
+    b = fl.Flow(nn.Identity()).label("encoder").build()
+    error = _raises(lambda: fl.Flow(a).through(b))
+    assert error.problem == "two different graphs are labelled 'encoder' in this graph"
+
+
+def test_a_label_that_is_already_a_node_id() -> None:
+    odd = fl.Flow(nn.Identity()).label("Identity_0").build()
+    error = _raises(lambda: fl.Flow(nn.Identity()).through(odd))
+    assert error.problem == "the label 'Identity_0' is already the id of node Identity_0"
+
+
 def test_same_reference_twice_on_one_node() -> None:
     error = _raises(lambda: fl.Flow(nn.Identity()).tag("x").through(fl.Add()).using("x").using("x"))
     assert "is given the reference 'x' twice" in error.problem

@@ -155,6 +155,19 @@ class TestNesting:
         assert g(one).item() == 1.0
         assert counter.label == "counter"
 
+    def test_labelled_graph_is_registered_under_its_label(self) -> None:
+        encoder = fl.Flow(nn.Linear(2, 2)).label("encoder").build()
+        g = fl.Flow(encoder).through(nn.ReLU()).through(encoder).through(nn.Linear(2, 1)).build()
+        assert list(g.state_dict()) == [
+            "encoder.Linear_0.weight",
+            "encoder.Linear_0.bias",
+            "Linear_0.weight",
+            "Linear_0.bias",
+        ]
+        assert g.get_submodule("encoder") is encoder
+        assert g.levels[1:3] == (("encoder",), ("ReLU_0",))
+        assert g.levels[3] == ("encoder_1",)  # the second use of the shared graph
+
     def test_label(self) -> None:
         g = fl.Flow(nn.Identity()).label("encoder").build()
         assert g.label == "encoder"

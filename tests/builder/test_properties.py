@@ -23,6 +23,7 @@ op = st.one_of(
     st.tuples(st.just("split"), st.integers(0, 3)),
     st.tuples(st.just("merge"), st.sampled_from(["add", "mean", "catfold"])),
     st.tuples(st.sampled_from(["tag", "tag_group", "using", "input"]), st.sampled_from(NAMES)),
+    st.tuples(st.just("using"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
 )
 
 
@@ -151,20 +152,25 @@ class Oracle:
                 self.define(f"{name}_{i}", node)
             self.groups.add(name)
         elif kind == "using":
-            name = step[1]
+            names = step[1:]
+            for name in names:
+                if name in self.groups:
+                    raise Invalid  # a group is not a tag
             for target in self.targets:
-                if name in self.nodes[target].refs:
-                    raise Invalid  # the same reference twice
-                if name in self.tags and self.depends(self.tags[name], target):
-                    raise Invalid  # a cycle
+                for k, name in enumerate(names):
+                    if name in self.nodes[target].refs or name in names[:k]:
+                        raise Invalid  # the same reference twice
+                    if name in self.tags and self.depends(self.tags[name], target):
+                        raise Invalid  # a cycle
             for target in self.targets:
                 node = self.nodes[target]
-                node.refs.append(name)
-                if name in self.tags:
-                    node.inputs.append(("node", self.tags[name]))
-                else:
-                    node.inputs.append(("state", name, node.inputs[0][1]))
-                    self.forward_refs.add(name)
+                for name in names:
+                    node.refs.append(name)
+                    if name in self.tags:
+                        node.inputs.append(("node", self.tags[name]))
+                    else:
+                        node.inputs.append(("state", name, node.inputs[0][1]))
+                        self.forward_refs.add(name)
         elif kind == "input":
             name = step[1]
             node = self.add(None, [])
@@ -212,7 +218,7 @@ def apply_flow(flow: fl.Flow, step: tuple[Any, ...], module: Any) -> fl.Flow:
         return getattr(flow, kind)(module)  # type: ignore[no-any-return]
     if kind == "split":
         return flow.split(*module)
-    return getattr(flow, kind)(step[1])  # type: ignore[no-any-return]
+    return getattr(flow, kind)(*step[1:])  # type: ignore[no-any-return]
 
 
 @settings(max_examples=600, deadline=None)

@@ -52,8 +52,8 @@ def test_errors_in_nested_graphs_name_both_nodes() -> None:
     outer = fl.Flow(nn.Identity()).through(inner).build()
     with pytest.raises(fl.GraphError) as info:
         outer(torch.zeros(1, 2))
-    assert info.value.node_id == "Graph_0"
-    assert "Graph_0 raised GraphError: Linear_0 raised RuntimeError" in info.value.problem
+    assert info.value.node_id == "inner"  # a labelled graph's node is known by its label
+    assert "inner raised GraphError: Linear_0 raised RuntimeError" in info.value.problem
     assert isinstance(info.value.__cause__, fl.GraphError)
     assert info.value.__cause__.node_id == "Linear_0"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -88,3 +89,21 @@ def test_protocols_are_runtime_checkable() -> None:
         protocols.InitialState,
     ):
         assert isinstance(thing, proto)
+
+
+def test_a_failing_reset_names_the_node() -> None:
+    class BadReset(nn.Module):
+        def reset(self, batch_size: int, device: torch.device) -> None:
+            raise RuntimeError(f"cannot reset for {batch_size}")
+
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
+    g = fl.Flow(nn.Identity()).through(BadReset()).tag("out").build()
+    with pytest.raises(fl.GraphError) as info:
+        g(torch.zeros(3, 1))
+    assert info.value.node_id == "BadReset_0"
+    assert info.value.problem == (
+        "BadReset_0.reset(batch_size=3, device=cpu) raised RuntimeError: cannot reset for 3"
+    )
+    assert isinstance(info.value.__cause__, RuntimeError)

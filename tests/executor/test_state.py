@@ -223,3 +223,91 @@ def test_reset_and_detach_recurse_into_nested_graphs_and_modules() -> None:
     assert detached == [True]
     outer.reset_state()
     assert inner._plan.cells["n"].value is None
+
+
+def test_a_failed_outer_call_rolls_back_nested_state() -> None:
+    armed = False
+
+    def fail_when_armed(x: Tensor) -> Tensor:
+        if armed:
+            raise ValueError("armed")
+        return x
+
+    inner = fl.Flow(nn.Identity()).through(fl.StateAdd()).using("n").tag("n").build()
+    outer = fl.Flow(nn.Identity()).through(inner).through(fail_when_armed).build()
+    one = torch.ones(1)
+    assert outer(one).item() == 1.0
+    armed = True
+    with pytest.raises(fl.GraphError):
+        outer(one)  # the nested graph ran (n = 2) before the failure
+    armed = False
+    assert outer(one).item() == 2.0  # as if the failed call never happened
+
+
+def test_a_cancelled_outer_call_rolls_back_nested_state() -> None:
+    ctx = fl.Context()
+
+    def cancel(x: Tensor) -> Tensor:
+        ctx.cancel()
+        return x
+
+    inner = fl.Flow(nn.Identity()).through(fl.StateAdd()).using("n").tag("n").build()
+    outer = fl.Flow(nn.Identity()).through(inner).through(cancel).through(nn.Identity()).build()
+    one = torch.ones(1)
+    with pytest.raises(fl.Cancelled):
+        outer(one, ctx=ctx)
+    assert outer(one).item() == 1.0
+
+
+def test_backprop_state_is_set_on_nested_graphs_too() -> None:
+    inner = fl.Flow(nn.Linear(3, 3)).through(Mix(3)).using("h").tag("h").build().double()
+    outer = fl.Flow(nn.Identity()).through(inner).build()
+    outer.backprop_state = True
+    assert inner.backprop_state
+    x1 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    outer(x1)
+    outer(torch.randn(2, 3, dtype=torch.float64)).sum().backward()
+    assert x1.grad is not None  # reached through the nested graph's state
+    outer.backprop_state = False
+    assert not inner.backprop_state
+
+
+def test_init_tensor_is_the_first_value_and_moves_with_the_graph() -> None:
+    g = (
+        fl.Flow(nn.Identity())
+        .through(fl.StateAdd())
+        .using("s")
+        .tag("s", init=torch.tensor([10.0, 20.0]))
+        .build()
+    )
+    x = torch.tensor([1.0, 2.0])
+    torch.testing.assert_close(g(x), torch.tensor([11.0, 22.0]))
+    g.reset_state()
+    g.double()
+    out = g(x.double())
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, torch.tensor([11.0, 22.0], dtype=torch.float64))
+
+
+def test_init_parameter_is_learned() -> None:
+    h0 = nn.Parameter(torch.zeros(1, 4))
+    g = fl.Flow(nn.Linear(4, 4)).through(Mix(4)).using("h").tag("h", init=h0).build()
+    assert any(p is h0 for p in g.parameters())
+    assert "h_init" in dict(g.named_parameters())
+    g(torch.randn(3, 4)).sum().backward()
+    assert h0.grad is not None
+    assert h0.grad.abs().sum() > 0
+
+
+def test_declared_init_wins_over_the_modules_initial_state() -> None:
+    class Declares(nn.Module):
+        def initial_state(self, ref: str, stream: Tensor) -> Tensor:
+            return torch.full_like(stream, 100.0)
+
+        def forward(self, x: Tensor, s: Tensor) -> Tensor:
+            return x + s
+
+    declared = fl.Flow(nn.Identity()).through(Declares()).using("s").tag("s", init=(1,)).build()
+    assert declared(torch.ones(1, 1)).item() == 1.0
+    undeclared = fl.Flow(nn.Identity()).through(Declares()).using("s").tag("s").build()
+    assert undeclared(torch.ones(1, 1)).item() == 101.0

@@ -22,6 +22,7 @@ def check_name(name: Any, what: str, call: BuilderCall) -> str:
             call=str(call),
             expected="a string such as 'hidden'",
             received=f"{type(name).__name__} {name!r}",
+            fix=f"pass the {what} name as a string, e.g. {str(name)!r}",
         )
     if not name or "." in name or any(c.isspace() for c in name):
         raise BuildError(
@@ -56,6 +57,7 @@ def check_node_callable(obj: Any, call: BuilderCall) -> Any:
         call=str(call),
         expected="an nn.Module, a callable taking tensors, or an unbuilt fl.Flow",
         received=f"{type(obj).__name__} {obj!r}",
+        fix="pass a module such as nn.Linear(4, 4), or a function such as torch.relu",
     )
 
 

@@ -71,18 +71,52 @@ class FlowCore:
     def _add_node(
         self, kind: NodeKind, base: str, call: BuilderCall, *, unique: bool = False, **fields: Any
     ) -> int:
+        taken = {n.id for n in self._nodes}
         if unique:
             node_id = base
         else:
             k = self._counters.get(base, 0)
+            while f"{base}_{k}" in taken:
+                k += 1
             self._counters[base] = k + 1
             node_id = f"{base}_{k}"
         node = Node(index=len(self._nodes), id=node_id, kind=kind, call=call, **fields)
         self._nodes.append(node)
         return node.index
 
-    def _add_module(self, fn: Any, inputs: list[int], call: BuilderCall) -> int:
-        return self._add_node(NodeKind.MODULE, type_name(fn), call, module=fn, inputs=inputs)
+    def _add_module(
+        self,
+        fn: Any,
+        inputs: list[int],
+        call: BuilderCall,
+        kind: NodeKind = NodeKind.MODULE,
+        **fields: Any,
+    ) -> int:
+        """A node applying `fn`; a labelled graph is known by its label (``encoder``)."""
+        from flowdl._executor.graph import Graph
+
+        label = fn.label if isinstance(fn, Graph) else None
+        if label is None:
+            return self._add_node(kind, type_name(fn), call, module=fn, inputs=inputs, **fields)
+        clash = next((n for n in self._nodes if label in (n.id, _label(n))), None)
+        if clash is None:
+            return self._add_node(
+                kind, label, call, unique=True, module=fn, inputs=inputs, **fields
+            )
+        if clash.module is not fn:
+            raise BuildError(
+                f"two different graphs are labelled {label!r} in this graph"
+                if _label(clash) == label
+                else f"the label {label!r} is already the id of node {clash.id}",
+                call=str(call),
+                expected="labels unique among the nodes of one graph: they name its "
+                f"children (paths such as '{label}.hidden', state_dict keys '{label}.*')",
+                received=f"{fn.short_description()}, and {clash.id} from {clash.call}",
+                fix="label one of them differently, or pass the same graph object twice to "
+                "share its parameters",
+            )
+        self._counters.setdefault(label, 1)
+        return self._add_node(kind, label, call, module=fn, inputs=inputs, **fields)
 
     def _begin(self, method: str, args: tuple[Any, ...], **kwargs: Any) -> BuilderCall:
         """Start a call that adds to the graph: an unnamed fork output is an error now."""
@@ -137,3 +171,9 @@ class FlowCore:
             state_inits=dict(self._state_inits),
             label=self._label,
         )
+
+
+def _label(node: Node) -> str | None:
+    from flowdl._executor.graph import Graph
+
+    return node.module.label if isinstance(node.module, Graph) else None

@@ -11,7 +11,7 @@ from flowdl._builder.core import NodeLike
 from flowdl._builder.ir import NodeKind
 from flowdl._builder.naming import NamingMixin
 from flowdl._builder.references import ReferencesMixin
-from flowdl._describe import plural, type_name
+from flowdl._describe import plural
 from flowdl._errors import BuildError
 
 if TYPE_CHECKING:
@@ -25,6 +25,10 @@ class Flow(NamingMixin, ReferencesMixin):
     raise `fl.BuildError` at the call that makes them, or at `build()` for what can
     only be seen on the whole graph (open branches, tags never defined, modules
     fed the wrong inputs).
+
+    Modules passed to the builder become submodules of the graph; plain callables
+    are only called, so a callable that uses a module's weights (a lambda, a bound
+    method) does not bring them into ``parameters()``: pass the module itself.
 
     Args:
         module: the entry node; it receives the graph's first input. Any `nn.Module`
@@ -176,9 +180,7 @@ class Flow(NamingMixin, ReferencesMixin):
         fn = checks.check_node_callable(op, call)
         self._calls.append(call)
         branches = list(self._streams)
-        node = self._add_node(
-            NodeKind.MERGE, type_name(fn), call, module=fn, inputs=branches, n_stream=len(branches)
-        )
+        node = self._add_module(fn, branches, call, NodeKind.MERGE, n_stream=len(branches))
         self._streams = [node]
         self._targets = [node]
         self._split_call = None

@@ -28,10 +28,13 @@ class NamingMixin(FlowCore):
         Args:
             name: the tag; unique in this graph, without dots or spaces.
             init: for a tag read before it is defined (state), the value of the
-                first call: a per-sample shape such as ``(64,)`` (zeros shaped
-                ``[batch, 64]`` like the consumer's stream in dtype and device), or a
-                callable ``init(stream) -> Tensor``. Without it the first call reads
-                zeros shaped like the consumer's stream.
+                first call (and of the first call after ``reset_state()``): a tensor
+                (used as it is; an `nn.Parameter` is registered and learned), a
+                per-sample shape such as ``(64,)`` (zeros shaped ``[batch, 64]`` in
+                the dtype and device of the consumer's stream), or a callable
+                ``init(stream) -> Tensor``. Without it, the reading module's
+                ``initial_state(ref, stream)`` decides if it has one; otherwise the
+                first call reads zeros shaped like the consumer's stream.
 
         Example:
             >>> import torch, flowdl as fl
@@ -131,8 +134,9 @@ class NamingMixin(FlowCore):
             raise BuildError(
                 ".input() needs at least one name",
                 call=str(call),
-                expected="one or more input names, e.g. .input('mask')",
+                expected="one or more input names",
                 received="no names",
+                fix=".input('mask') declares a second graph input, read with .using('mask')",
             )
         for i, name in enumerate(names):
             checks.check_name(name, "input", call)
@@ -143,6 +147,8 @@ class NamingMixin(FlowCore):
                     call=str(call),
                     expected="distinct input names",
                     received=repr(names),
+                    fix="name each input once; one input can feed several nodes through "
+                    ".using(name)",
                 )
         self._calls.append(call)
         for name in names:
@@ -213,7 +219,7 @@ class NamingMixin(FlowCore):
                 fix="drop init=, or move the .using(...) that should read the previous call's "
                 "value before this tag",
             )
-        if callable(init):
+        if isinstance(init, torch.Tensor) or callable(init):
             return init  # type: ignore[no-any-return]
         if isinstance(init, (tuple, list, torch.Size)) and all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in init
@@ -222,9 +228,11 @@ class NamingMixin(FlowCore):
         raise BuildError(
             f".tag({name!r}, init=...) needs a per-sample shape or a callable",
             call=str(call),
-            expected="a tuple of non-negative ints such as (64,) (zeros shaped [batch, 64]), "
-            "or a callable init(stream) -> Tensor",
+            expected="a tensor (the value itself; an nn.Parameter is learned), a tuple of "
+            "non-negative ints such as (64,) (zeros shaped [batch, 64]), or a callable "
+            "init(stream) -> Tensor",
             received=f"{type(init).__name__} {init!r}",
+            fix="init=(64,) for zeros of 64 features per sample",
         )
 
     def _define_tag(self, name: str, node: int) -> None:

@@ -9,8 +9,8 @@ from torch import Tensor
 
 from flowdl._builder.ir import BuilderCall, Node
 
-StateInit = tuple[int, ...] | Callable[[Tensor], Tensor]
-"""The first-call value of state: a per-sample shape, or ``init(stream) -> Tensor``."""
+StateInit = Tensor | tuple[int, ...] | Callable[[Tensor], Tensor]
+"""The first-call value of state: a tensor, a per-sample shape, or ``init(stream) -> Tensor``."""
 
 
 @dataclass

@@ -38,6 +38,15 @@ class ReferencesMixin(FlowCore):
         call = self._next_call("using", tags)
         for tag in tags:
             checks.check_name(tag, "tag", call)
+            if tag in self._groups:
+                members = self._groups[tag]
+                raise BuildError(
+                    f"{tag!r} is a tag group, not a tag: .using() reads single tags",
+                    call=str(call),
+                    expected=f"a tag; the members of group {tag!r} are {', '.join(members)}",
+                    received=repr(tag),
+                    fix=f".using({', '.join(map(repr, members))}) to read every branch",
+                )
         for target in self._targets:
             node = self._nodes[target]
             seen = set(node.ref_names)

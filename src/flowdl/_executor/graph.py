@@ -15,7 +15,7 @@ from flowdl._describe import describe_value, plural
 from flowdl._errors import Cancelled, GraphError
 from flowdl._executor.plan import Plan, compile_plan
 from flowdl._executor.render import render_chain
-from flowdl._executor.state import detach, map_tensors
+from flowdl._executor.state import StateCell, detach, map_tensors
 
 
 class Graph(nn.Module):
@@ -47,9 +47,6 @@ class Graph(nn.Module):
         torch.Size([3, 4])
     """
 
-    backprop_state: bool
-    """Keep autograd history in forward-reference state across calls (default False)."""
-
     def __init__(self, record: FlowRecord) -> None:
         if not isinstance(record, FlowRecord):
             raise TypeError(
@@ -60,16 +57,27 @@ class Graph(nn.Module):
         self._plan: Plan = compile_plan(record)
         self._steps = self._plan.steps
         self._tagged_values: list[Any] = []
-        self.backprop_state = False
+        self._backprop_state = False
         registered: set[int] = set()
         for node in record.nodes:
             module = node.module
             if isinstance(module, nn.Module) and id(module) not in registered:
                 registered.add(id(module))
-                name = node.id
-                while hasattr(type(self), name):
-                    name += "_"
-                self.add_module(name, module)
+                self.add_module(self._free_name(node.id), module)
+        for tag, init in record.state_inits.items():
+            if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
+                self.register_parameter(self._free_name(f"{tag}_init"), init)
+        self._nested_cells: tuple[StateCell, ...] = tuple(
+            cell
+            for module in self.modules()
+            if isinstance(module, Graph) and module is not self
+            for cell in module._plan.cells.values()
+        )
+
+    def _free_name(self, name: str) -> str:
+        while hasattr(self, name):
+            name += "_"
+        return name
 
     # ----------------------------------------------------------------- running
 
@@ -97,18 +105,27 @@ class Graph(nn.Module):
         vals[: plan.n_inputs] = inputs
         if plan.resets:
             self._reset_modules(inputs[0])
-        if ctx is None:
+        nested = self._nested_cells
+        saved = [cell.value for cell in nested] if nested else None
+        token = None
+        if ctx is not None:
+            token = _current.set(ctx)
+        elif not torch.compiler.is_compiling():
             # Nested graphs inherit the context of the enclosing call. Under
             # torch.compile there is none to inherit (contexts are eager-only).
-            self._run(vals, None if torch.compiler.is_compiling() else _current.get())
-        else:
-            token = _current.set(ctx)
-            try:
-                self._run(vals, ctx)
-            finally:
+            ctx = _current.get()
+        try:
+            self._run(vals, ctx)
+        except BaseException:
+            if saved is not None:  # a failed call leaves no trace in nested state either
+                for cell, value in zip(nested, saved, strict=True):
+                    cell.value = value
+            raise
+        finally:
+            if token is not None:
                 _current.reset(token)
         if plan.state_writes:
-            keep = self.backprop_state
+            keep = self._backprop_state
             for cell, slot in plan.state_writes:
                 cell.value = vals[slot] if keep else detach(vals[slot])
         if plan.tag_slots:
@@ -150,8 +167,19 @@ class Graph(nn.Module):
             device = x.device
         else:
             batch, device = 1, torch.device("cpu")
-        for reset in self._plan.resets:
-            reset(batch, device)
+        for node, reset in self._plan.resets:
+            try:
+                reset(batch, device)
+            except Exception as error:
+                raise GraphError(
+                    f"{node.id}.reset(batch_size={batch}, device={device}) raised "
+                    f"{type(error).__name__}: {_first_line(error)}",
+                    node_id=node.id,
+                    tags=tuple(node.tags),
+                    call=str(node.call),
+                    fix="reset(batch_size, device) runs before every forward of the graph "
+                    "(the Resettable protocol); make it accept this batch size and device",
+                ) from error
 
     def _keep_partial_tags(self, vals: list[Any], failed_step: int) -> None:
         """After a failed call, tags computed before the failure keep their new values."""
@@ -185,7 +213,6 @@ class Graph(nn.Module):
         node = plan.step_nodes[i]
         values = [vals[s] for s in plan.step_slots[i]]
         labels = self._port_labels(i)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         fix = None
         if node.kind is NodeKind.STATE_READ:
             fix = (
@@ -195,7 +222,7 @@ class Graph(nn.Module):
         else:
             fix = self._state_batch_hint(node.inputs, values)
         return GraphError(
-            f"{node.id} raised {type(error).__name__}: {first_line}",
+            f"{node.id} raised {type(error).__name__}: {_first_line(error)}",
             node_id=node.id,
             tags=tuple(node.tags),
             call=str(node.call),
@@ -242,6 +269,23 @@ class Graph(nn.Module):
 
     # -------------------------------------------------------------- the state
 
+    @property
+    def backprop_state(self) -> bool:
+        """Whether state keeps its autograd history from one call to the next.
+
+        ``False`` (the default): state is stored detached, so backward never reaches
+        an earlier call. ``True``: gradients flow across calls until `detach_state()`
+        cuts the history (truncated backpropagation through time). Setting it sets
+        it on every nested graph too.
+        """
+        return self._backprop_state
+
+    @backprop_state.setter
+    def backprop_state(self, keep: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, Graph):
+                module._backprop_state = bool(keep)
+
     def reset_state(self) -> None:
         """Forget all forward-reference state, here and in nested graphs.
 
@@ -275,6 +319,9 @@ class Graph(nn.Module):
         for cell in self._plan.cells.values():
             if cell.value is not None:
                 cell.value = map_tensors(fn, cell.value)
+        for read in self._plan.state_reads:
+            if isinstance(read.init, Tensor) and not isinstance(read.init, nn.Parameter):
+                read.init = fn(read.init)
         return self
 
     # ------------------------------------------------------------ observation
@@ -335,3 +382,8 @@ class Graph(nn.Module):
 
     def __repr__(self) -> str:
         return render_chain(self)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""

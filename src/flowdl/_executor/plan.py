@@ -72,7 +72,9 @@ class Plan:
         cells: the state cells, by tag.
         state_writes: ``(cell, slot)``: at the end of a call, ``cell.value`` is set
             from ``slot``.
-        resets: the ``reset(batch_size, device)`` methods of node modules, once each.
+        state_reads: every state read, by step.
+        resets: ``(node, reset)`` for the ``reset(batch_size, device)`` method of each
+            node module, once per module.
     """
 
     n_inputs: int
@@ -89,7 +91,8 @@ class Plan:
     tag_steps: tuple[int, ...]
     cells: dict[str, StateCell]
     state_writes: tuple[tuple[StateCell, int], ...]
-    resets: tuple[Callable[..., Any], ...]
+    state_reads: tuple[StateRead, ...]
+    resets: tuple[tuple[Node, Callable[..., Any]], ...]
 
 
 def compute_levels(nodes: list[Node]) -> dict[int, int]:
@@ -221,11 +224,11 @@ def compile_plan(record: FlowRecord) -> Plan:
         levels.setdefault(level[node.index], []).append(i)
         step_of[node.index] = i
 
-    resets: dict[int, Callable[..., Any]] = {}
+    resets: dict[int, tuple[Node, Callable[..., Any]]] = {}
     for node in order:
         reset = getattr(node.module, "reset", None) if node.module is not None else None
         if callable(reset) and id(node.module) not in resets:
-            resets[id(node.module)] = reset
+            resets[id(node.module)] = (node, reset)
 
     tags = list(record.tags.items())
     return Plan(
@@ -243,5 +246,6 @@ def compile_plan(record: FlowRecord) -> Plan:
         tag_steps=tuple(step_of.get(n, -1) for _, n in tags),
         cells=cells,
         state_writes=tuple((cells[t], slot_of[n]) for t, n in record.state_writers.items()),
+        state_reads=tuple(step[0] for step in steps if isinstance(step[0], StateRead)),
         resets=tuple(resets.values()),
     )

@@ -36,9 +36,10 @@ class StateCell:
 class StateRead:
     """Gives one consumer the state of a tag; on a first call, its initial value.
 
-    The initial value comes from, in order: the consumer's ``initial_state(ref,
-    stream)`` method (which may return ``None`` to mean "no state yet"), the tag's
-    declared ``init``, or zeros shaped like the consumer's stream.
+    The initial value comes from, in order: the tag's declared ``init`` (a tensor,
+    a per-sample shape, or a callable), the consumer's ``initial_state(ref, stream)``
+    method (which may return ``None`` to mean "no state yet"), or zeros shaped like
+    the consumer's stream.
     """
 
     __slots__ = ("cell", "consumer_initial_state", "init")
@@ -61,11 +62,13 @@ class StateRead:
 
     def initial(self, like: Any) -> Any:
         """The value of a first call, given the consumer's stream `like`."""
-        if self.consumer_initial_state is not None:
-            return self.consumer_initial_state(self.cell.tag, like)
         init = self.init
         if init is None:
+            if self.consumer_initial_state is not None:
+                return self.consumer_initial_state(self.cell.tag, like)
             return torch.zeros_like(like)
+        if isinstance(init, Tensor):
+            return init
         if isinstance(init, tuple):
             return like.new_zeros((like.shape[0], *init))
         return init(like)
