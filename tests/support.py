@@ -92,7 +92,6 @@ def fixed_linear(weight: list[list[float]], bias: list[float] | None = None) -> 
 
 IDENTITY = [[1.0, 0.0], [0.0, 1.0]]
 DOUBLE = [[2.0, 0.0], [0.0, 2.0]]
-TRIPLE = [[3.0, 0.0], [0.0, 3.0]]
 
 
 class Mix(nn.Module):
