@@ -213,9 +213,8 @@ class Graph(nn.Module):
         node = plan.step_nodes[i]
         values = [vals[s] for s in plan.step_slots[i]]
         labels = self._port_labels(i)
-        fix = None
         if node.kind is NodeKind.STATE_READ:
-            fix = (
+            fix: str | None = (
                 f"the first call's value of state {node.state_tag!r} could not be made from the "
                 "consumer's stream; declare it with .tag(name, init=shape_or_callable)"
             )
