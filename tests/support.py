@@ -20,11 +20,14 @@ def assert_same_as_oracle(
     oracle: Callable[..., Tensor],
     *inputs: Tensor,
     params: Sequence[Tensor] | None = None,
+    skipped_is_zero: bool = False,
 ) -> None:
     """`graph` and the hand-written `oracle` agree on outputs and on every gradient.
 
     Inputs should be float64 and require grad; the two share their submodules, so
-    parameter gradients are compared on the same tensors.
+    parameter gradients are compared on the same tensors. With `skipped_is_zero`,
+    a parameter the graph did not use (no gradient) may match a zero gradient of the
+    oracle (a sparse gate skips what the dense oracle multiplies by zero).
     """
     params = list(graph.parameters()) if params is None else list(params)
     out_graph = graph(*inputs)
@@ -38,6 +41,8 @@ def assert_same_as_oracle(
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
         if w is None:
             assert g is None, f"gradient {k}: the oracle has none, the graph has one"
+        elif g is None and skipped_is_zero:
+            assert not w.any(), f"gradient {k}: the graph has none, the oracle a non-zero one"
         else:
             assert g is not None, f"gradient {k}: the graph has none, the oracle has one"
             torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
