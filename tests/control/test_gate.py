@@ -205,7 +205,9 @@ def test_weights_with_the_wrong_number_of_experts_are_a_clear_error() -> None:
     with pytest.raises(fl.GraphError) as info:
         g(torch.ones(4, 3))
     text = str(info.value)
-    assert "gate_0: the router's weights" in text and "[B, 2]" in text and "Tensor[4, 3]" in text
+    assert "gate_0: the router's weights" in text
+    assert "[B, 2]" in text
+    assert "Tensor[4, 3]" in text
 
 
 def test_an_expert_that_drops_the_batch_dimension_is_a_clear_error() -> None:

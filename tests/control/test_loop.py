@@ -82,13 +82,7 @@ def test_while_with_a_bias_runs_four_times_and_the_gradient_counts_them() -> Non
 
 
 def test_until_doubling_runs_five_times() -> None:
-    g = (
-        fl.Flow(nn.Identity())
-        .loop(doubling())
-        .until(lambda s: s.max() - 50, 100)
-        .tag("l")
-        .build()
-    )
+    g = fl.Flow(nn.Identity()).loop(doubling()).until(lambda s: s.max() - 50, 100).tag("l").build()
     assert run(g, [1, 2]).tolist() == [[32, 64]]
     assert g.iterations("l").tolist() == [5]
 
@@ -138,15 +132,7 @@ def norm_above(limit: float) -> Any:
 
 def test_for_loop_with_a_reference_equals_the_hand_written_loop() -> None:
     entry, body = linear64(3, 3), Mix(3).double()
-    g = (
-        fl.Flow(entry)
-        .tag("ctx")
-        .through(torch.tanh)
-        .loop(body)
-        .for_(4)
-        .using("ctx")
-        .build()
-    )
+    g = fl.Flow(entry).tag("ctx").through(torch.tanh).loop(body).for_(4).using("ctx").build()
 
     def oracle(x: Tensor) -> Tensor:
         c = entry(x)
@@ -204,13 +190,7 @@ def test_per_sample_halting_equals_running_each_sample_alone(mode: str) -> None:
 def test_a_halted_sample_keeps_its_state_and_gets_no_later_gradient() -> None:
     body = Step(2)
     # sample 0 halts at once, sample 1 never: [B, 1] conditions
-    g = (
-        fl.Flow(nn.Identity())
-        .input("halt")
-        .loop(body)
-        .while_(lambda s: halt_flags, 3)  # noqa: B023 - set below, read at call time
-        .build()
-    )
+    g = fl.Flow(nn.Identity()).input("halt").loop(body).while_(lambda s: halt_flags, 3).build()
     halt_flags = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
     x = rand64(2, 2)
     out = g(x, torch.zeros(1))
@@ -298,13 +278,15 @@ def test_traces_of_a_while_loop_follow_the_iterations_it_ran() -> None:
     )
     g(torch.tensor([[1.0, 2.0]]))
     traces = g.traces("loop")
-    assert traces is not None and len(traces) == 1 + 3
+    assert traces is not None
+    assert len(traces) == 1 + 3
 
 
 def test_traces_and_iterations_of_tags_that_are_not_loops() -> None:
     g = fl.Flow(nn.Identity()).tag("x").loop(doubling()).for_(2).tag("loop").build()
     g(torch.ones(1, 2))
-    assert g.traces("x") is None and g.iterations("x") is None
+    assert g.traces("x") is None
+    assert g.iterations("x") is None
     assert g.traces("loop") is None  # the body has no trace()
     with pytest.raises(KeyError, match="its tags are: x, loop"):
         g.traces("nope")
@@ -409,7 +391,8 @@ def test_a_condition_of_the_wrong_shape_is_a_clear_error() -> None:
         g(torch.ones(4, 2))
     text = str(info.value)
     assert "loop_0: the halt condition returned" in text
-    assert "[4] or [4, 1]" in text and "Tensor[4, 2]" in text
+    assert "[4] or [4, 1]" in text
+    assert "Tensor[4, 2]" in text
 
 
 def test_per_sample_halting_with_a_body_that_changes_the_shape_is_a_clear_error() -> None:

@@ -42,7 +42,8 @@ def test_each_backward_sums_the_bias_gradient_over_rows() -> None:
     body = fixed_linear(IDENTITY)
     g = fl.Flow(nn.Identity()).map(body).each().build()
     g(torch.ones(3, 2)).sum().backward()
-    assert body.bias.grad is not None and body.bias.grad.tolist() == [3.0, 3.0]
+    assert body.bias.grad is not None
+    assert body.bias.grad.tolist() == [3.0, 3.0]
 
 
 def test_a_nested_graph_body_keeps_the_shape() -> None:
@@ -63,7 +64,8 @@ def test_slices_backward_counts_the_slices() -> None:
     body = fixed_linear(IDENTITY)
     g = fl.Flow(nn.Identity()).map(body).slices(2).build()
     g(torch.ones(1, 4)).sum().backward()
-    assert body.bias.grad is not None and body.bias.grad.tolist() == [2.0, 2.0]
+    assert body.bias.grad is not None
+    assert body.bias.grad.tolist() == [2.0, 2.0]
 
 
 @pytest.mark.parametrize("terminator", ["each", "slices"])
@@ -80,7 +82,8 @@ def test_batched_backward_counts_the_rows() -> None:
     body = fixed_linear(IDENTITY)
     g = fl.Flow(nn.Identity()).map(body).batched().each().build()
     g(torch.ones(2, 2)).sum().backward()
-    assert body.bias.grad is not None and body.bias.grad.tolist() == [2.0, 2.0]
+    assert body.bias.grad is not None
+    assert body.bias.grad.tolist() == [2.0, 2.0]
 
 
 # ------------------------------------------------------ oracle and gradcheck
