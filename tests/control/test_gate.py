@@ -160,7 +160,7 @@ def test_top_k_gate_equals_the_masked_dense_gate_and_experts_see_only_their_samp
 
     for e in experts:
         e.seen.clear()
-    assert_same_as_oracle(sparse, oracle, x, skipped_is_zero=True)
+    assert_same_as_oracle(sparse, oracle, x, none_is_zero=True)
     for i, e in enumerate(experts):
         routed = x.detach()[w[:, i] != 0]
         if len(routed):

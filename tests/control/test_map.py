@@ -170,3 +170,16 @@ def test_a_failing_row_is_named() -> None:
     g = fl.Flow(nn.Identity()).map(body).each().build()
     with pytest.raises(fl.GraphError, match=r"on row 3 \(0-based\) of 4"):
         g(torch.arange(4.0).reshape(4, 1))
+
+
+def test_a_failure_deep_inside_nested_constructs_names_its_root_cause() -> None:
+    def fail(x: Tensor) -> Tensor:
+        raise ValueError("the real problem")
+
+    inner = fl.Flow(nn.Identity()).loop(fail).for_(2)
+    g = fl.Flow(nn.Identity()).map(inner).each().build()
+    with pytest.raises(fl.GraphError) as info:
+        g(torch.ones(2, 3))
+    text = str(info.value)
+    assert text.startswith("map_0: the map body")
+    assert "root cause: ValueError: the real problem" in text

@@ -258,4 +258,4 @@ def test_random_nestings_equal_running_each_sample_alone(spec: Any, seed: int) -
     if not params:
         torch.testing.assert_close(graph(x), oracle(x), rtol=0, atol=1e-12)
         return
-    assert_same_as_oracle(graph, oracle, x, params=params, skipped_is_zero=True)
+    assert_same_as_oracle(graph, oracle, x, params=params, none_is_zero=True)
