@@ -48,31 +48,43 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--steps-per-round", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     d = args.dim
     selector = fl.ArgmaxSelector(d, args.branches)
     branches = [
         nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d)) for _ in range(args.branches)
     ]
-    masked = MaskedSwitch(selector, branches)
-    graph = fl.Flow(nn.Identity()).switch(selector, *branches).build()
-    x, y = torch.randn(args.batch, d), torch.randn(args.batch, d)
+    masked = MaskedSwitch(selector, branches).to(device)
+    graph = fl.Flow(nn.Identity()).switch(selector, *branches).build().to(device)
+    x = torch.randn(args.batch, d, device=device)
+    y = torch.randn(args.batch, d, device=device)
     torch.testing.assert_close(graph(x), masked(x))
     counts = torch.bincount(selector(x), minlength=args.branches).tolist()
 
     opt_masked = torch.optim.Adam(masked.parameters(), lr=1e-4)
     opt_graph = torch.optim.Adam(graph.parameters(), lr=1e-4)
 
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     def forward(model: nn.Module) -> None:
         with torch.no_grad():
             model(x)
+        sync()
+
+    def train(model: nn.Module, opt: torch.optim.Optimizer) -> None:
+        train_step(model, opt, x, y)
+        sync()
 
     cases = {
         "train step": {
-            "masked PyTorch": lambda: train_step(masked, opt_masked, x, y),
-            "flowdl switch": lambda: train_step(graph, opt_graph, x, y),
+            "masked PyTorch": lambda: train(masked, opt_masked),
+            "flowdl switch": lambda: train(graph, opt_graph),
         },
         "forward (no_grad)": {
             "masked PyTorch": lambda: forward(masked),
@@ -85,7 +97,8 @@ def main() -> None:
     )
     print(
         f"# torch {torch.__version__}, Python {platform.python_version()}, "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
+        f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}"
     )
     print(f"# {args.rounds} interleaved rounds x {args.steps_per_round} steps")
     for case, steps in cases.items():
