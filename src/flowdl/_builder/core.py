@@ -168,9 +168,12 @@ class FlowCore:
         )
 
     def _record(self) -> FlowRecord:
+        from flowdl._control.base import ControlNode
+
         nodes = [
             replace(
                 n,
+                module=n.module.rebuilt() if isinstance(n.module, ControlNode) else n.module,
                 inputs=list(n.inputs),
                 ref_names=list(n.ref_names),
                 ref_calls=list(n.ref_calls),

@@ -45,8 +45,6 @@ class ControlNode(nn.Module):
     the graph tells the node their names when it is built (`bind_refs`).
     """
 
-    receiver: Callable[..., Any]
-
     def __init__(self) -> None:
         super().__init__()
         self._ref_names: tuple[str, ...] = ()
@@ -58,7 +56,20 @@ class ControlNode(nn.Module):
         self._named = named
 
     def inner(self) -> list[tuple[str, Callable[..., Any]]]:
-        """``(role, callable)`` for every inner callable, for checks and messages."""
+        """``(role, callable)`` for every inner callable, the receiver first."""
+        raise NotImplementedError
+
+    @property
+    def receiver(self) -> Callable[..., Any]:
+        """The inner callable that receives the node's references."""
+        return self.inner()[0][1]
+
+    def rebuilt(self) -> ControlNode:
+        """A new node of the same construct over the same inner modules.
+
+        Each graph built from a flow gets its own, so what one graph observes
+        (loop traces and counts) is not overwritten by another.
+        """
         raise NotImplementedError
 
     def call_receiver(self, x: Any, refs: tuple[Any, ...]) -> Any:
@@ -107,7 +118,8 @@ def run_inner(
             f"the {role} ({describe_module(fn)}) raised {type(error).__name__}"
             + (f" {where}" if where else ""),
             received=_first_line(error),
-            fix="see the chained exception above for the inner failure",
+            fix=getattr(error, "fix", None)
+            or "see the chained exception above for the inner failure",
         ) from error
 
 

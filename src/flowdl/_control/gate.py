@@ -37,16 +37,19 @@ class Gate(ControlNode):
         super().__init__()
         self.router = router
         self.experts = Callables(experts)
-        self.receiver = router
         self.sparse = bool(getattr(router, "sparse", False))
+
+    def rebuilt(self) -> Gate:
+        return Gate(self.router, list(self.experts))
 
     def inner(self) -> list[tuple[str, Callable[..., Any]]]:
         experts = [(f"expert {i}", fn) for i, fn in enumerate(self.experts)]
         return [("router", self.router), *experts]
 
     def reset_targets(self) -> list[Callable[..., Any]]:
-        """The router and the experts are reset before every forward."""
-        return [fn for _, fn in self.inner()]
+        """The router is reset before every forward; so are the experts of a dense gate
+        (a sparse gate's experts see a different number of samples at every call)."""
+        return [self.router] if self.sparse else [fn for _, fn in self.inner()]
 
     def forward(self, x: Any, *refs: Any) -> Any:
         weights = run_inner("router", self.router, "", self.call_receiver, x, refs)

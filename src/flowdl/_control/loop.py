@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowdl._control.base import ControlNode, batch_size, run_inner
 from flowdl._describe import describe_value
@@ -23,11 +23,15 @@ class Loop(ControlNode):
 
     A halt condition ``cond(state)`` (without references) returns a scalar (the
     whole batch halts when it is positive) or a ``[B]`` / ``[B, 1]`` tensor (each
-    sample halts when its entry is positive). With per-sample halting the body
-    still runs on the whole batch while any sample is active (so stateful bodies,
-    normalisation layers and references see the batch they expect), but a halted
-    sample's state is frozen: it keeps the value of its last iteration, and
-    gradients reach only the iterations that sample ran. The decision itself is
+    sample halts when its entry is positive). A halted sample keeps the state of
+    its last iteration, and gradients reach only the iterations it ran. Once some
+    samples have halted, the body runs on the active samples only (with the rows
+    of references that have the batch size), exactly as if each sample ran alone.
+    A body that keeps per-batch state (a nested graph with forward-reference
+    state, or a module with ``reset()`` or ``trace()``) runs on the whole batch
+    instead, and the halted rows of the state and of the body's own state are put
+    back after each iteration; there, a body whose output overflows on a halted
+    row (``exp`` of a large state, say) can make gradients NaN. The decision is
     not differentiable (the condition runs under ``torch.no_grad()``).
 
     After a call, `iterations` holds how many iterations each sample ran and
@@ -54,13 +58,17 @@ class Loop(ControlNode):
         self.cond = cond
         self.mode = mode
         self.max_iter = max_iter
-        self.receiver = body
         self.traces: list[Any] = []
+        self._whole_batch = keeps_batch_state(body)
+        self._body_cells = _state_cells(body)
         self._counts: Tensor | int = 0
         self._batch = 0
         self._device = torch.device("cpu")
         trace = getattr(body, "trace", None)
         self._trace: Callable[[], Any] | None = trace if callable(trace) else None
+
+    def rebuilt(self) -> Loop:
+        return Loop(self.body, self.mode, self.max_iter, self.cond)
 
     def inner(self) -> list[tuple[str, Callable[..., Any]]]:
         parts: list[tuple[str, Callable[..., Any]]] = [("loop body", self.body)]
@@ -131,12 +139,11 @@ class Loop(ControlNode):
                     break
             elif i > 0 and ctx is not None:
                 ctx.check()
-            new = self._iterate(state, refs, i)
             if active is None:
-                state = new
+                state = self._iterate(state, refs, i)
                 counts = counts + 1
             else:
-                state = self._freeze_halted(active, new, state, i)
+                state = self._iterate_active(state, refs, active, i)
                 counts = counts + active.long()
             if not check_first and i + 1 < self.max_iter:
                 active, done = self._decide(state, active, i)
@@ -144,6 +151,64 @@ class Loop(ControlNode):
                     break
         self._counts = counts
         return state
+
+    def _iterate_active(
+        self, state: Tensor, refs: tuple[Any, ...], active: Tensor, i: int
+    ) -> Tensor:
+        """One iteration for the active samples; halted samples keep their state."""
+        if self._whole_batch:
+            return self._iterate_masked(state, refs, active, i)
+        rows = active.nonzero().squeeze(1)
+        batch = state.shape[0]
+        part_refs = tuple(
+            r.index_select(0, rows)
+            if isinstance(r, Tensor) and r.dim() and r.shape[0] == batch
+            else r
+            for r in refs
+        )
+        part = state.index_select(0, rows)
+        new = self._check_shape(self._iterate(part, part_refs, i), part, i)
+        return state.index_copy(0, rows, new)
+
+    def _iterate_masked(
+        self, state: Tensor, refs: tuple[Any, ...], active: Tensor, i: int
+    ) -> Tensor:
+        """A stateful body runs on the whole batch; halted rows, and their rows of the
+        body's own state, are put back to their values from before the iteration."""
+        cells = self._body_cells
+        before = [cell.value for cell in cells]
+        new = self._check_shape(self._iterate(state, refs, i), state, i)
+        if new.data_ptr() == state.data_ptr():
+            raise ControlFlowError(
+                f"the loop body changed the state in place at iteration {i} (0-based), so the "
+                "halted samples cannot keep theirs",
+                expected="a body returning a new tensor (x = x * 2, not x.mul_(2))",
+                received="the input tensor itself, modified",
+                fix="write the body out of place",
+            )
+        for cell, old in zip(cells, before, strict=True):
+            value = cell.value
+            if (
+                isinstance(value, Tensor)
+                and isinstance(old, Tensor)
+                and value.shape == old.shape
+                and value.dim() > 0
+                and value.shape[0] == state.shape[0]
+            ):
+                cell.value = torch.where(_rows(active, value), value, old)
+        return torch.where(_rows(active, new), new, state)
+
+    def _check_shape(self, new: Any, old: Tensor, i: int) -> Tensor:
+        if isinstance(new, Tensor) and new.shape == old.shape:
+            return new
+        raise ControlFlowError(
+            f"per-sample halting needs the loop body to keep the state's shape, but "
+            f"iteration {i} (0-based) changed it",
+            expected=f"{describe_value(old)} (the halted samples keep this value)",
+            received=describe_value(new),
+            fix="make the body return a state shaped like its input, or halt the whole "
+            "batch at once with a scalar condition",
+        )
 
     # -------------------------------------------------------------- halting
 
@@ -180,15 +245,38 @@ class Loop(ControlNode):
             "e.g. score.max()",
         )
 
-    def _freeze_halted(self, active: Tensor, new: Any, old: Any, i: int) -> Tensor:
-        if not isinstance(new, Tensor) or new.shape != old.shape:
-            raise ControlFlowError(
-                f"per-sample halting needs the loop body to keep the state's shape, but "
-                f"iteration {i} (0-based) changed it",
-                expected=f"{describe_value(old)} (the halted samples keep this value)",
-                received=describe_value(new),
-                fix="make the body return a state shaped like its input, or halt the whole "
-                "batch at once with a scalar condition",
-            )
-        mask = active.reshape(active.shape + (1,) * (new.dim() - 1))
-        return torch.where(mask, new, old)
+
+def _rows(active: Tensor, like: Tensor) -> Tensor:
+    """The `[B]` mask shaped to select rows of `like`: ``[B, 1, ...]``."""
+    return active.reshape(active.shape + (1,) * (like.dim() - 1))
+
+
+def keeps_batch_state(fn: Any) -> bool:
+    """Whether `fn` holds per-batch state: a graph with forward-reference state, or a
+    module with ``reset()`` or ``trace()`` somewhere inside."""
+    from flowdl._executor.graph import Graph
+
+    if not isinstance(fn, nn.Module):
+        return False
+    for module in fn.modules():
+        if isinstance(module, Graph) and module._plan.cells:
+            return True
+        if isinstance(module, ControlNode):
+            continue  # its reset() only forwards to inner modules, which are visited too
+        if callable(getattr(module, "reset", None)) or callable(getattr(module, "trace", None)):
+            return True
+    return False
+
+
+def _state_cells(fn: Any) -> list[Any]:
+    """The forward-reference state cells of the graphs inside `fn`."""
+    from flowdl._executor.graph import Graph
+
+    if not isinstance(fn, nn.Module):
+        return []
+    return [
+        cell
+        for module in fn.modules()
+        if isinstance(module, Graph)
+        for cell in module._plan.cells.values()
+    ]

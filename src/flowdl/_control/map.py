@@ -43,7 +43,9 @@ class Map(ControlNode):
         self.mode = mode
         self.n_slices = n_slices
         self.batched = batched
-        self.receiver = body
+
+    def rebuilt(self) -> Map:
+        return Map(self.body, self.mode, self.n_slices, self.batched)
 
     def inner(self) -> list[tuple[str, Callable[..., Any]]]:
         return [("map body", self.body)]
@@ -57,7 +59,7 @@ class Map(ControlNode):
         else:
             out = self._row_by_row(rows, refs)
         if self.mode == "slices":
-            out = out.reshape(*source.shape[:-1], -1)
+            out = out.reshape(*source.shape[:-1], self.n_slices * out.shape[-1])
         return out
 
     def _rows(self, source: Any) -> Tensor:

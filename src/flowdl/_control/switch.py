@@ -39,7 +39,9 @@ class Switch(ControlNode):
         super().__init__()
         self.selector = selector
         self.branches = Callables(branches)
-        self.receiver = selector
+
+    def rebuilt(self) -> Switch:
+        return Switch(self.selector, list(self.branches))
 
     def inner(self) -> list[tuple[str, Callable[..., Any]]]:
         branches = [(f"branch {i}", fn) for i, fn in enumerate(self.branches)]
@@ -64,7 +66,7 @@ class Switch(ControlNode):
             if choice.numel() == 1:
                 return self._run_branch(self._check_index(int(choice.reshape(()))), x)
             raise self._bad_choice(x, choice)
-        return self._per_sample(x, choice.reshape(batch))
+        return self._per_sample(x, choice.reshape(batch).long())
 
     def _run_branch(self, i: int, x: Any) -> Any:
         branch = self.branches[i]

@@ -31,6 +31,8 @@ class ThresholdHalt(nn.Module):
         self.threshold = float(threshold)
 
     def forward(self, state: Tensor) -> Tensor:
+        if state.numel() == 0:  # nothing exceeds anything: never halt
+            return state.new_full((), float("-inf"))
         return (state.detach().max() - self.threshold).reshape(())
 
     def extra_repr(self) -> str:
@@ -40,9 +42,12 @@ class ThresholdHalt(nn.Module):
 class LearnedHalt(nn.Module):
     """Halt each sample on its own when its learned score ``Linear(state)`` is positive.
 
-    Returns ``[B, 1]`` scores, so a loop halts per sample. The halting decision
-    is not differentiable: train the projection through a loss of its own (an
-    adaptive-computation ponder cost, say; see the tutorial).
+    Returns ``[B, 1]`` scores, so a loop halts per sample. The loop evaluates
+    its condition without gradient (the decision is not differentiable), so the
+    projection learns only through a loss of its own: call the same module in the
+    loop body as well and trace its halting probability ``sigmoid(score)`` into
+    an adaptive-computation ponder cost (the tutorial's "Advanced graphs" chapter
+    shows one). Under DDP, a halt trained no other way is an unused parameter.
 
     Args:
         dim: features of the state.
