@@ -67,12 +67,26 @@ class Gate(ControlNode):
         return self._dense(x, weights)
 
     def _dense(self, x: Any, weights: Tensor) -> Any:
-        out = None
-        for i, expert in enumerate(self.experts):
-            y = run_inner(f"expert {i}", expert, "", expert, x)
-            term = self._scale(weights[..., i], y, i) * y
-            out = term if out is None else out + term
-        return out
+        outputs = [
+            run_inner(f"expert {i}", expert, "", expert, x) for i, expert in enumerate(self.experts)
+        ]
+        lead = weights.dim() - 1  # the dimension the experts are stacked along
+        first = outputs[0]
+        self._scale(weights[..., 0], first, 0)
+        try:
+            stacked = torch.stack(outputs, dim=lead)  # [..., n, *trailing]
+        except (TypeError, RuntimeError) as error:
+            for i, y in enumerate(outputs):
+                self._scale(weights[..., i], y, i)
+            raise ControlFlowError(
+                "the experts' outputs differ in shape, so they cannot be summed",
+                expected=f"every expert returns {describe_value(first)}",
+                received=", ".join(describe_value(y) for y in outputs),
+                fix="make every expert return the same shape",
+            ) from error
+        # One multiply and one sum over the stacked outputs, not one per expert.
+        w = weights.reshape(weights.shape + (1,) * (first.dim() - lead))
+        return (stacked * w).sum(lead)
 
     def _scale(self, w: Tensor, y: Any, i: int) -> Tensor:
         """`w` shaped to multiply `y`: ``[B] -> [B, 1, ...]``."""

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, NoReturn
 
 import torch
 from torch import Tensor, nn
 
 from flowdl._control.base import ControlNode, batch_size, run_inner
 from flowdl._describe import describe_value
-from flowdl._errors import ControlFlowError
+from flowdl._errors import Cancelled, ControlFlowError
 
 LoopMode = Literal["for", "while", "until"]
 
@@ -42,9 +43,9 @@ class Loop(ControlNode):
         cond: the halt condition (``None`` for ``for_``).
         mode: ``"for"``, ``"while"`` or ``"until"``.
         max_iter: the number of iterations for ``for_``, the limit otherwise.
-        traces: ``[body.trace()]`` before the first iteration and after each one,
-            from the last call (empty if the body has no ``trace()``).
     """
+
+    _body_fn: Callable[..., Any]
 
     def __init__(
         self,
@@ -58,14 +59,14 @@ class Loop(ControlNode):
         self.cond = cond
         self.mode = mode
         self.max_iter = max_iter
-        self.traces: list[Any] = []
         self._whole_batch = keeps_batch_state(body)
         self._body_cells = _state_cells(body)
-        self._counts: Tensor | int = 0
-        self._batch = 0
-        self._device = torch.device("cpu")
         trace = getattr(body, "trace", None)
         self._trace: Callable[[], Any] | None = trace if callable(trace) else None
+        # What a call observes, in a plain object: nn.Module's attribute hooks cost
+        # microseconds per write, and the loop writes these on every call.
+        self._last = _LastCall()
+        object.__setattr__(self, "_body_fn", body)  # read every iteration: no module lookup
 
     def rebuilt(self) -> Loop:
         return Loop(self.body, self.mode, self.max_iter, self.cond)
@@ -87,16 +88,24 @@ class Loop(ControlNode):
         For ``for_(n)`` and whole-batch halting every entry is the same. Use it to
         build ponder costs (see the "Advanced graphs" chapter of the tutorial).
         """
-        if isinstance(self._counts, Tensor):
-            return self._counts
-        return torch.full((self._batch,), self._counts, dtype=torch.int64, device=self._device)
+        last = self._last
+        if isinstance(last.counts, Tensor):
+            return last.counts
+        return torch.full((last.batch,), last.counts, dtype=torch.int64, device=last.device)
+
+    @property
+    def traces(self) -> list[Any]:
+        """``[body.trace()]`` before the first iteration and after each one, from the
+        last call (empty if the body has no ``trace()``)."""
+        return self._last.traces
 
     def forward(self, state: Any, *refs: Any) -> Any:
+        last = self._last
         if isinstance(state, Tensor):
-            self._batch = int(state.shape[0]) if state.dim() > 0 else 1
-            self._device = state.device
+            last.batch = int(state.shape[0]) if state.dim() > 0 else 1
+            last.device = state.device
         trace = self._trace
-        self.traces = [trace()] if trace is not None else []
+        last.traces = [trace()] if trace is not None else []
         if self.mode == "for":
             return self._run_for(state, refs)
         return self._run_halting(state, refs, check_first=self.mode == "while")
@@ -104,26 +113,41 @@ class Loop(ControlNode):
     # ------------------------------------------------------------------ runs
 
     def _iterate(self, state: Any, refs: tuple[Any, ...], i: int) -> Any:
-        body = self.body
-        state = run_inner(
-            "loop body",
-            body,
-            f"at iteration {i} (0-based) of at most {self.max_iter}",
-            self.call_receiver,
-            state,
-            refs,
-        )
+        try:
+            state = self.call_receiver(state, refs)
+        except Exception as error:
+            self._body_failed(error, i)
         if self._trace is not None:
-            self.traces.append(self._trace())
+            self._last.traces.append(self._trace())
         return state
+
+    def _body_failed(self, error: Exception, i: int) -> NoReturn:
+        """Re-raise a failure of the body as `run_inner` would, naming the iteration."""
+        where = f"at iteration {i} (0-based) of at most {self.max_iter}"
+        run_inner("loop body", self._body_fn, where, _reraise, error)
+        raise AssertionError("run_inner re-raises")  # pragma: no cover
 
     def _run_for(self, state: Any, refs: tuple[Any, ...]) -> Any:
         ctx = self.context()
-        for i in range(self.max_iter):
-            if ctx is not None:
-                ctx.check()
-            state = self._iterate(state, refs, i)
-        self._counts = self.max_iter
+        body = self._body_fn
+        trace = self._trace
+        traces = self._last.traces
+        step: Callable[[Any], Any] = body
+        if refs:
+            step = partial(self.call_receiver, refs=refs)
+        i = 0
+        try:
+            for i in range(self.max_iter):  # noqa: B007 - `i` names a failing iteration
+                if ctx is not None:
+                    ctx.check()
+                state = step(state)
+                if trace is not None:
+                    traces.append(trace())
+        except Exception as error:
+            if isinstance(error, Cancelled):
+                raise
+            self._body_failed(error, i)
+        self._last.counts = self.max_iter
         return state
 
     def _run_halting(self, state: Any, refs: tuple[Any, ...], check_first: bool) -> Any:
@@ -149,7 +173,7 @@ class Loop(ControlNode):
                 active, done = self._decide(state, active, i)
                 if done:
                     break
-        self._counts = counts
+        self._last.counts = counts
         return state
 
     def _iterate_active(
@@ -280,3 +304,19 @@ def _state_cells(fn: Any) -> list[Any]:
         if isinstance(module, Graph)
         for cell in module._plan.cells.values()
     ]
+
+
+class _LastCall:
+    """What the loop observed in its last call."""
+
+    __slots__ = ("batch", "counts", "device", "traces")
+
+    def __init__(self) -> None:
+        self.batch = 0
+        self.counts: Tensor | int = 0
+        self.device = torch.device("cpu")
+        self.traces: list[Any] = []
+
+
+def _reraise(error: Exception) -> None:
+    raise error

@@ -132,7 +132,8 @@ class Graph(nn.Module):
             for cell, slot in plan.state_writes:
                 cell.value = vals[slot] if keep else detach(vals[slot])
         if plan.tag_slots:
-            self._tagged_values = [vals[s] for s in plan.tag_slots]
+            # Straight into __dict__: nn.Module.__setattr__ costs microseconds per call.
+            self.__dict__["_tagged_values"] = [vals[s] for s in plan.tag_slots]
         return vals[plan.out_slot]
 
     def _run(self, vals: list[Any], ctx: Context | None) -> None:
@@ -246,7 +247,7 @@ class Graph(nn.Module):
     def _keep_partial_tags(self, vals: list[Any], failed_step: int) -> None:
         """After a failed call, tags computed before the failure keep their new values."""
         plan = self._plan
-        self._tagged_values = [
+        self.__dict__["_tagged_values"] = [
             vals[slot] if step < failed_step else None
             for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
         ]
