@@ -16,28 +16,41 @@ Example:
 
 from flowdl import protocols
 from flowdl._builder.flow import Flow, NodeLike
+from flowdl._builder.open_builders import LoopBuilder, MapBuilder
 from flowdl._context import Context
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._executor.graph import Graph
+from flowdl._nodes.halts import LearnedHalt, ThresholdHalt
 from flowdl._nodes.merge import Add, Cat, Mean
 from flowdl._nodes.reshape import Reshape
+from flowdl._nodes.routers import SigmoidRouter, SoftmaxRouter, TopKRouter
+from flowdl._nodes.selectors import ArgmaxSelector, FixedSelector
 from flowdl._nodes.state_add import StateAdd
 from flowdl._version import __version__
 
 __all__ = [
     "Add",
+    "ArgmaxSelector",
     "BuildError",
     "Cancelled",
     "Cat",
     "Context",
     "DeadlineExceeded",
+    "FixedSelector",
     "Flow",
     "Graph",
     "GraphError",
+    "LearnedHalt",
+    "LoopBuilder",
+    "MapBuilder",
     "Mean",
     "NodeLike",
     "Reshape",
+    "SigmoidRouter",
+    "SoftmaxRouter",
     "StateAdd",
+    "ThresholdHalt",
+    "TopKRouter",
     "__version__",
     "protocols",
 ]

@@ -6,7 +6,7 @@ fix it, and where: the builder call for a `BuildError`, the node for a `GraphErr
 
 from __future__ import annotations
 
-__all__ = ["BuildError", "Cancelled", "DeadlineExceeded", "GraphError"]
+__all__ = ["BuildError", "Cancelled", "ControlFlowError", "DeadlineExceeded", "GraphError"]
 
 
 def _render(problem: str, fields: list[tuple[str, str | None]]) -> str:
@@ -108,6 +108,31 @@ class GraphError(RuntimeError):
                     ("fix", fix),
                 ],
             )
+        )
+
+
+class ControlFlowError(RuntimeError):
+    """A loop, gate, switch or map could not go on: a bad routing or halting decision,
+    or a failure of one of its inner modules (chained).
+
+    Raised inside a graph call; the graph re-raises it as a `GraphError` naming the
+    node, with the same problem, expectation and fix.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        expected: str | None = None,
+        received: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.expected = expected
+        self.received = received
+        self.fix = fix
+        super().__init__(
+            _render(problem, [("expected", expected), ("received", received), ("fix", fix)])
         )
 
 

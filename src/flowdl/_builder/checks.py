@@ -104,28 +104,46 @@ def _describe_inputs(node: Node) -> str:
     return " and ".join(parts)
 
 
+def describe_receiver(node: Node) -> str:
+    """``Linear_0 (Linear(...))``, or ``the loop body of loop_0 (Linear(...))`` for a construct."""
+    if node.ref_target is None:
+        return f"{node.id} ({describe_module(node.module)})"
+    role = node.module.inner()[0][0]
+    return f"the {role} of {node.id} ({describe_module(node.ref_target)})"
+
+
 def check_arity(node: Node) -> None:
     """The node's module must accept the inputs the graph will pass it."""
-    fn = node.module
     if uses_forward_named(node):
         return  # forward_named(stream, refs) always takes two arguments; checked by ref_names
-    accepts = _accepts(fn)
-    n = len(node.inputs)
-    if accepts is None or accepts[0] <= n <= accepts[1]:
-        return
-    fewest, most = accepts
     fix = (
         "feed it what its forward() takes: remove or add .using(...) references, or give it "
         "a forward(x, *refs) or a forward_named(x, refs) method"
     )
     if node.kind is NodeKind.MERGE:
         fix = "pass .merge() a callable that takes every branch output positionally, e.g. fl.Add()"
-    raise BuildError(
-        f"{node.id} ({describe_module(fn)}) accepts {_describe_range(fewest, most)}, "
-        f"but the graph would call it with {n}: {_describe_inputs(node)}",
+    check_accepts(
+        node.receiver,
+        len(node.inputs),
+        _describe_inputs(node),
+        who=describe_receiver(node),
         call=node.where(),
+        fix=fix,
+    )
+
+
+def check_accepts(fn: Any, n: int, inputs: str, *, who: str, call: str, fix: str) -> None:
+    """`fn` must accept `n` positional inputs (described by `inputs`), when that can be told."""
+    accepts = _accepts(fn)
+    if accepts is None or accepts[0] <= n <= accepts[1]:
+        return
+    fewest, most = accepts
+    raise BuildError(
+        f"{who} accepts {_describe_range(fewest, most)}, "
+        f"but the graph would call it with {n}: {inputs}",
+        call=call,
         expected=_describe_range(fewest, most),
-        received=f"{n}: {_describe_inputs(node)}",
+        received=f"{n}: {inputs}",
         fix=fix,
     )
 
@@ -139,18 +157,18 @@ def uses_forward_named(node: Node) -> bool:
     return (
         node.kind is NodeKind.MODULE
         and bool(node.ref_names)
-        and callable(getattr(node.module, "forward_named", None))
+        and callable(getattr(node.receiver, "forward_named", None))
     )
 
 
 def check_ref_names(node: Node) -> None:
     """A module with ``ref_names()`` must be fed exactly those references by ``.using()``."""
-    declared = getattr(node.module, "ref_names", None)
+    declared = getattr(node.receiver, "ref_names", None)
     if not callable(declared):
         return
     expected = list(declared())
     wired = list(node.ref_names)
-    who = f"{node.id} ({describe_module(node.module)})"
+    who = describe_receiver(node)
     if sorted(expected) == sorted(wired):
         if expected != wired and not uses_forward_named(node):
             raise BuildError(
@@ -186,18 +204,25 @@ def check_ref_names(node: Node) -> None:
 
 
 def check_protocol_method(
-    node: Node, method: str, args: tuple[Any, ...], signature_text: str
+    node: Node,
+    method: str,
+    args: tuple[Any, ...],
+    signature_text: str,
+    module: Any = None,
+    who: str | None = None,
 ) -> Callable[..., Any] | None:
-    """If the node's module has `method`, it must accept `args`; return it bound, or None."""
-    bound = getattr(node.module, method, None)
+    """If the node's module (or `module`, described by `who`) has `method`, it must accept
+    `args`; return it bound, or None."""
+    target = node.module if module is None else module
+    bound = getattr(target, method, None)
     if not callable(bound):
         return None
     try:
         inspect.signature(bound).bind(*args)
     except TypeError:
+        who = who or f"{node.id} ({describe_module(target)})"
         raise BuildError(
-            f"{node.id} ({describe_module(node.module)}) has a {method}() method that does not "
-            f"accept {signature_text}",
+            f"{who} has a {method}() method that does not accept {signature_text}",
             call=str(node.call),
             expected=f"{method}{signature_text}: flowdl calls it as part of its module protocols "
             "(see flowdl.protocols)",

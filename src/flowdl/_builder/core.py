@@ -38,6 +38,7 @@ class FlowCore:
     _pending_fork: int | None
     _split_call: BuilderCall | None
     _label: str | None
+    _open: BuilderCall | None
     _inputs: list[int]
     _streams: list[int]
     _targets: list[int]
@@ -55,6 +56,7 @@ class FlowCore:
         self._pending_fork = None
         self._split_call = None
         self._label = None
+        self._open = None
         call = self._next_call("Flow", (module,))
         fn = checks.check_node_callable(module, call)
         self._calls.append(call)
@@ -66,7 +68,23 @@ class FlowCore:
 
     def _next_call(self, method: str, args: tuple[Any, ...], **kwargs: Any) -> BuilderCall:
         kw = tuple((k, v) for k, v in kwargs.items() if v is not UNSET)
-        return BuilderCall(len(self._calls) + 1, method, args, kw)
+        call = BuilderCall(len(self._calls) + 1, method, args, kw)
+        if self._open is not None:
+            opened = self._open
+            finish = (
+                ".for_(n), .while_(cond, max_iter) or .until(cond, max_iter)"
+                if opened.method == "loop"
+                else ".each(), .over(tag) or .slices(n) (after .batched(), if wanted)"
+            )
+            raise BuildError(
+                f"{opened.text} is not finished: {call.name} cannot come before its terminator",
+                call=str(call),
+                expected=f"{opened.name} followed directly by {finish}",
+                received=f"{opened.text}{call.text}",
+                fix=f"finish it first, e.g. {opened.name}{finish.split(',')[0]}; the terminator "
+                "returns the flow, on which the chain goes on",
+            )
+        return call
 
     def _add_node(
         self, kind: NodeKind, base: str, call: BuilderCall, *, unique: bool = False, **fields: Any

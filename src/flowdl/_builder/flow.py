@@ -7,18 +7,20 @@ from typing import TYPE_CHECKING
 import torch
 
 from flowdl._builder import checks
+from flowdl._builder.control import ControlMixin
 from flowdl._builder.core import NodeLike
 from flowdl._builder.ir import NodeKind
 from flowdl._builder.naming import NamingMixin
 from flowdl._builder.references import ReferencesMixin
-from flowdl._describe import plural
+from flowdl._control.base import ControlNode
+from flowdl._describe import describe_module, plural
 from flowdl._errors import BuildError
 
 if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
 
 
-class Flow(NamingMixin, ReferencesMixin):
+class Flow(NamingMixin, ReferencesMixin, ControlMixin):
     """Build a graph by chaining calls; `build()` turns the chain into an `fl.Graph`.
 
     Every call returns the same `Flow`, so a model reads top to bottom. Mistakes
@@ -220,6 +222,17 @@ class Flow(NamingMixin, ReferencesMixin):
                 checks.check_protocol_method(
                     node, "reset", (1, torch.device("cpu")), "(batch_size, device)"
                 )
+                if isinstance(node.module, ControlNode):
+                    roles = {id(fn): role for role, fn in node.module.inner()}
+                    for fn in node.module.reset_targets():
+                        checks.check_protocol_method(
+                            node,
+                            "reset",
+                            (1, torch.device("cpu")),
+                            "(batch_size, device)",
+                            module=fn,
+                            who=f"the {roles[id(fn)]} of {node.id} ({describe_module(fn)})",
+                        )
             if node.kind is NodeKind.STATE_READ and node.consumer is not None:
                 checks.check_protocol_method(
                     self._nodes[node.consumer],

@@ -91,6 +91,8 @@ class Node:
         like: for state reads, the producer whose value shapes the zeros of a
             first call (the consumer's stream).
         consumer: for state reads, the node that receives the value.
+        ref_target: for a loop, gate, switch or map, the inner callable its
+            references go to (body, router, selector); see `receiver`.
     """
 
     index: int
@@ -107,6 +109,12 @@ class Node:
     state_tag: str | None = None
     like: int | None = None
     consumer: int | None = None
+    ref_target: Any = None
+
+    @property
+    def receiver(self) -> Any:
+        """What receives the node's references: its module, or a construct's inner callable."""
+        return self.module if self.ref_target is None else self.ref_target
 
     @property
     def dependencies(self) -> list[int]:

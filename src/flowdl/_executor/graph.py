@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from flowdl._builder.ir import NodeKind
 from flowdl._builder.record import FlowRecord
 from flowdl._context import Context, _current
+from flowdl._control.loop import Loop
 from flowdl._describe import describe_value, plural
-from flowdl._errors import Cancelled, GraphError
+from flowdl._errors import Cancelled, ControlFlowError, GraphError
 from flowdl._executor.plan import Plan, compile_plan
 from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
@@ -220,14 +221,27 @@ class Graph(nn.Module):
             )
         else:
             fix = self._state_batch_hint(node.inputs, values)
+        inputs = tuple(
+            f"{label}: {describe_value(v)}" for label, v in zip(labels, values, strict=True)
+        )
+        if isinstance(error, ControlFlowError):
+            return GraphError(
+                f"{node.id}: {error.problem}",
+                node_id=node.id,
+                tags=tuple(node.tags),
+                call=str(node.call),
+                expected=error.expected,
+                received="\n".join(
+                    [*(f"input {i}: {d}" for i, d in enumerate(inputs)), error.received or ""]
+                ).strip(),
+                fix=fix or error.fix,
+            )
         return GraphError(
             f"{node.id} raised {type(error).__name__}: {_first_line(error)}",
             node_id=node.id,
             tags=tuple(node.tags),
             call=str(node.call),
-            inputs=tuple(
-                f"{label}: {describe_value(v)}" for label, v in zip(labels, values, strict=True)
-            ),
+            inputs=inputs,
             fix=fix,
         )
 
@@ -337,6 +351,44 @@ class Graph(nn.Module):
             raise KeyError(f"no tag {tag!r} in this graph; its tags are: {known}")
         values = self._tagged_values
         return values[index] if index < len(values) else None
+
+    def traces(self, tag: str) -> list[Any] | None:
+        """What the loop named `tag` traced in the last call, or ``None``.
+
+        A loop body with a ``trace()`` method (the `flowdl.protocols.Traced`
+        protocol) is traced once before the first iteration and once after each
+        iteration, so ``for_(n)`` gives ``n + 1`` entries. The entries keep their
+        autograd history. ``None`` when the tag does not name a loop, the body has
+        no ``trace()``, or the graph has not run.
+
+        Raises:
+            KeyError: the tag does not exist in this graph.
+        """
+        loop = self._loop_at(tag)
+        if loop is None or loop._trace is None or not loop.traces:
+            return None
+        return list(loop.traces)
+
+    def iterations(self, tag: str) -> Tensor | None:
+        """How many iterations each sample ran in the loop named `tag`, in the last call.
+
+        An ``int64`` tensor of shape ``[B]``; all entries are equal for ``for_(n)``
+        and whole-batch halting. ``None`` when the tag does not name a loop or the
+        graph has not run. The counts carry no gradient; see the tutorial's
+        "Advanced graphs" chapter for building a ponder cost from them.
+
+        Raises:
+            KeyError: the tag does not exist in this graph.
+        """
+        loop = self._loop_at(tag)
+        if loop is None or not self._tagged_values:
+            return None
+        return loop.iterations
+
+    def _loop_at(self, tag: str) -> Loop | None:
+        self.tagged(tag)  # raises the KeyError listing the tags
+        module = self._record.nodes[self._record.tags[tag]].module
+        return module if isinstance(module, Loop) else None
 
     # ------------------------------------------------------------ description
 

@@ -22,6 +22,7 @@ from typing import Any
 from flowdl._builder.checks import uses_forward_named
 from flowdl._builder.ir import Node, NodeKind
 from flowdl._builder.record import FlowRecord
+from flowdl._control.base import ControlNode
 from flowdl._errors import BuildError
 from flowdl._executor.state import StateCell, StateRead
 
@@ -141,6 +142,9 @@ def _step_fn(node: Node, cells: dict[str, StateCell], record: FlowRecord) -> Cal
         )
     if node.kind is NodeKind.RESIDUAL:
         return residual_add
+    if isinstance(node.module, ControlNode):
+        node.module.bind_refs(node.ref_names, uses_forward_named(node))
+        return node.module
     if uses_forward_named(node):
         return NamedCall(node.module, tuple(node.ref_names))
     fn: Callable[..., Any] = node.module

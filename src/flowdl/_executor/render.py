@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
 
 
+_FINISHING = frozenset({"for_", "while_", "until", "batched", "each", "over", "slices"})
+"""Calls that finish (or continue) the construct opened by the call before them."""
+
+
 def _render_arg(value: Any) -> str:
     if isinstance(value, (str, int, float, bool, tuple, type(None))):
         return repr(value)
@@ -35,6 +39,13 @@ def _render_call(call: BuilderCall) -> str:
 
 def render_chain(graph: Graph) -> str:
     """``Graph(fl.Flow(Linear(...)).through(ReLU()) ... .build())``, one call per line."""
-    lines = [_render_call(c) for c in graph._record.calls] + [".build()"]
+    lines: list[str] = []
+    for call in graph._record.calls:
+        text = _render_call(call)
+        if call.method in _FINISHING and lines:  # .loop(body).for_(3) on one line
+            lines[-1] += text
+        else:
+            lines.append(text)
+    lines.append(".build()")
     head = f"Graph[{graph.label}]" if graph.label is not None else "Graph"
     return f"{head}(\n{textwrap.indent(chr(10).join(lines), '  ')}\n)"

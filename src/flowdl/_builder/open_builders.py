@@ -1,0 +1,185 @@
+"""What `Flow.loop` and `Flow.map` return: a half-built construct waiting for its terminator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowdl._builder import checks
+from flowdl._builder.control import check_stream_only
+from flowdl._builder.ir import BuilderCall
+from flowdl._control.loop import Loop, LoopMode
+from flowdl._control.map import Map
+from flowdl._describe import describe_module
+from flowdl._errors import BuildError
+
+if TYPE_CHECKING:
+    from flowdl._builder.flow import Flow
+
+
+class _OpenBuilder:
+    """Shared by `LoopBuilder` and `MapBuilder`: finishing the construct exactly once."""
+
+    def __init__(self, flow: Flow, call: BuilderCall, body: Any) -> None:
+        self._flow = flow
+        self._call = call
+        self._body = body
+        self._finished_by: BuilderCall | None = None
+
+    def _terminate(self, method: str, args: tuple[Any, ...]) -> BuilderCall:
+        """Close the construct and record the terminator call (checked by the caller)."""
+        flow = self._flow
+        if self._finished_by is not None:
+            call = BuilderCall(len(flow._calls) + 1, method, args)
+            raise BuildError(
+                f"{self._call.text} is already finished by {self._finished_by.text}",
+                call=str(call),
+                expected="one terminator per construct",
+                received=f"{self._call.text}{self._finished_by.text} and then {call.text}",
+                fix="continue the chain on the flow the first terminator returned",
+            )
+        flow._open = None
+        try:
+            return flow._next_call(method, args)
+        finally:
+            flow._open = self._call
+
+    def _finish(self, call: BuilderCall, module: Any, inputs: list[int]) -> Flow:
+        flow = self._flow
+        flow._open = None
+        flow._calls.append(call)
+        self._finished_by = call
+        return flow._add_construct(self._call.method, module, inputs, self._call)
+
+    def _count(self, call: BuilderCall, name: str, value: Any, fix: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BuildError(
+                f"{call.text}: {name} must be at least 1",
+                call=str(call),
+                expected=f"an int {name} >= 1",
+                received=f"{type(value).__name__} {value!r}",
+                fix=fix,
+            )
+        return value
+
+    def __repr__(self) -> str:
+        return f"<unfinished {''.join(c.text for c in self._flow._calls)}>"
+
+
+class LoopBuilder(_OpenBuilder):
+    """Returned by `Flow.loop`; one of `for_`, `while_`, `until` finishes the loop.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> g = (fl.Flow(torch.nn.Identity())
+        ...        .loop(lambda x: 2 * x).while_(fl.ThresholdHalt(10), max_iter=10)
+        ...        .build())
+        >>> g(torch.tensor([1.0, 2.0]))
+        tensor([ 8., 16.])
+    """
+
+    def for_(self, n: int) -> Flow:
+        """Run the body exactly `n` (>= 1) times."""
+        call = self._terminate("for_", (n,))
+        n = self._count(call, "n", n, "use .through(body) for a single application")
+        return self._finish(call, Loop(self._body, "for", n), self._stream())
+
+    def while_(self, cond: Any, max_iter: int) -> Flow:
+        """Before each iteration, halt where ``cond(state) > 0``: 0 to `max_iter` iterations.
+
+        ``cond`` returns a scalar (the batch halts together) or ``[B]`` / ``[B, 1]``
+        (each sample halts on its own; a halted sample keeps its state).
+        """
+        return self._halting("while_", "while", cond, max_iter)
+
+    def until(self, cond: Any, max_iter: int) -> Flow:
+        """After each iteration, halt where ``cond(state) > 0``: 1 to `max_iter` iterations.
+
+        The condition is not evaluated after the last permitted iteration.
+        """
+        return self._halting("until", "until", cond, max_iter)
+
+    def _halting(self, method: str, mode: LoopMode, cond: Any, max_iter: int) -> Flow:
+        call = self._terminate(method, (cond, max_iter))
+        fn = checks.check_node_callable(cond, call)
+        max_iter = self._count(
+            call,
+            "max_iter",
+            max_iter,
+            "max_iter bounds the loop; give it the most iterations you allow, e.g. 10",
+        )
+        check_stream_only(fn, f"the halt condition ({describe_module(fn)})", call)
+        return self._finish(call, Loop(self._body, mode, max_iter, fn), self._stream())
+
+    def _stream(self) -> list[int]:
+        return [self._flow._streams[0]]
+
+
+class MapBuilder(_OpenBuilder):
+    """Returned by `Flow.map`; `each`, `over` or `slices` finishes the map.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> g = fl.Flow(torch.nn.Identity()).map(torch.nn.Linear(4, 2)).slices(2).build()
+        >>> g(torch.randn(3, 8)).shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(self, flow: Flow, call: BuilderCall, body: Any) -> None:
+        super().__init__(flow, call, body)
+        self._batched = False
+
+    def batched(self) -> MapBuilder:
+        """Call the body once on all rows instead of row by row (then a terminator)."""
+        flow = self._flow
+        call = self._terminate("batched", ())
+        if self._batched:
+            raise BuildError(
+                ".batched() is given twice",
+                call=str(call),
+                expected="at most one .batched() before the terminator",
+                received=f"{self._call.text}.batched().batched()",
+                fix="remove the second .batched()",
+            )
+        flow._calls.append(call)
+        self._batched = True
+        return self
+
+    def each(self) -> Flow:
+        """Apply the body to every row of the stream (along dimension 0)."""
+        call = self._terminate("each", ())
+        module = Map(self._body, "each", batched=self._batched)
+        return self._finish(call, module, [self._flow._streams[0]])
+
+    def over(self, tag: str) -> Flow:
+        """Apply the body to every row of the value named `tag` (defined earlier).
+
+        The current stream is left as it is; the map's output becomes the stream.
+        """
+        flow = self._flow
+        call = self._terminate("over", (tag,))
+        checks.check_name(tag, "tag", call)
+        if tag not in flow._tags:
+            known = ", ".join(sorted(flow._tags)) or "none"
+            later = tag in flow._pending_refs
+            raise BuildError(
+                f".over({tag!r}) "
+                + ("refers to a tag defined later" if later else "refers to an unknown tag"),
+                call=str(call),
+                expected=f"a tag defined earlier in the chain; known tags: {known}",
+                received=repr(tag),
+                fix="map over a value of this call: define the tag before .map(...)"
+                if later
+                else f"define it with .tag({tag!r}) before .map(...), or fix the name",
+            )
+        module = Map(self._body, "over", batched=self._batched)
+        return self._finish(call, module, [flow._tags[tag]])
+
+    def slices(self, n: int) -> Flow:
+        """Cut the last dimension into `n` equal slices and apply the body to each.
+
+        ``[B, D] -> [B * n, D / n] -> body -> [B * n, D'] -> [B, n * D']``.
+        """
+        call = self._terminate("slices", (n,))
+        n = self._count(call, "n", n, "use .each() to map whole rows")
+        module = Map(self._body, "slices", n_slices=n, batched=self._batched)
+        return self._finish(call, module, [self._flow._streams[0]])

@@ -1,0 +1,1 @@
+"""Runtime modules of the control-flow constructs: loops, gates, switches and maps."""

@@ -1,0 +1,128 @@
+"""What loops, gates, switches and maps share: inner modules, references, the context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowdl._context import Context, current_context
+from flowdl._describe import describe_module, describe_value
+from flowdl._errors import Cancelled, ControlFlowError
+
+
+class Callables(nn.Module):
+    """An ordered list of modules or plain callables (experts, branches).
+
+    The modules are registered as children ``"0"``, ``"1"``, ... so their parameters
+    belong to the graph; plain callables are only called.
+    """
+
+    def __init__(self, fns: Sequence[Callable[..., Any]]) -> None:
+        super().__init__()
+        self.fns = tuple(fns)
+        for i, fn in enumerate(self.fns):
+            if isinstance(fn, nn.Module):
+                self.add_module(str(i), fn)
+
+    def __len__(self) -> int:
+        return len(self.fns)
+
+    def __getitem__(self, i: int) -> Callable[..., Any]:
+        return self.fns[i]
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter(self.fns)
+
+
+class ControlNode(nn.Module):
+    """Base of the construct modules: one node of the graph running inner modules.
+
+    The builder wires `Flow.using` references to one inner callable, the
+    *receiver* (a loop's body, a gate's router, a switch's selector, a map's body);
+    the graph tells the node their names when it is built (`bind_refs`).
+    """
+
+    receiver: Callable[..., Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ref_names: tuple[str, ...] = ()
+        self._named = False
+
+    def bind_refs(self, names: Sequence[str], named: bool) -> None:
+        """The tags of the references, in order; `named`: call ``forward_named``."""
+        self._ref_names = tuple(names)
+        self._named = named
+
+    def inner(self) -> list[tuple[str, Callable[..., Any]]]:
+        """``(role, callable)`` for every inner callable, for checks and messages."""
+        raise NotImplementedError
+
+    def call_receiver(self, x: Any, refs: tuple[Any, ...]) -> Any:
+        """Call the receiver with the stream and the references, as a node would be."""
+        if self._named and refs:
+            return self.receiver.forward_named(  # type: ignore[attr-defined]
+                x, dict(zip(self._ref_names, refs, strict=True))
+            )
+        return self.receiver(x, *refs)
+
+    @staticmethod
+    def context() -> Context | None:
+        """The context of the running graph call, if any (none under ``torch.compile``)."""
+        if torch.compiler.is_compiling():
+            return None
+        return current_context()
+
+    def reset_targets(self) -> list[Callable[..., Any]]:
+        """The inner callables whose ``reset(batch_size, device)`` this node forwards."""
+        return []
+
+    def reset(self, batch_size: int, device: torch.device) -> None:
+        """Call ``reset(batch_size, device)`` on each `reset_targets` that has one, once each."""
+        seen: set[int] = set()
+        for fn in self.reset_targets():
+            reset = getattr(fn, "reset", None)
+            if callable(reset) and id(fn) not in seen:
+                seen.add(id(fn))
+                reset(batch_size, device)
+
+
+def run_inner(
+    role: str, fn: Callable[..., Any], where: str, call: Callable[..., Any], *args: Any
+) -> Any:
+    """``call(*args)``, which runs the inner callable `fn` (the `role` of the construct).
+
+    A failure becomes a `ControlFlowError` naming `fn` and `where` it failed;
+    cancellation passes through unchanged.
+    """
+    try:
+        return call(*args)
+    except Cancelled:
+        raise
+    except Exception as error:
+        raise ControlFlowError(
+            f"the {role} ({describe_module(fn)}) raised {type(error).__name__}"
+            + (f" {where}" if where else ""),
+            received=_first_line(error),
+            fix="see the chained exception above for the inner failure",
+        ) from error
+
+
+def batch_size(value: Any, role: str, why: str) -> int:
+    """The leading dimension of `value`, which must be a tensor with one."""
+    if isinstance(value, Tensor) and value.dim() > 0:
+        return int(value.shape[0])
+    raise ControlFlowError(
+        f"{why} needs the {role} to be a tensor with a batch dimension",
+        expected="a tensor of shape [B, ...]",
+        received=describe_value(value),
+        fix="give the construct a batched tensor, or decide for the whole batch with a scalar",
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

@@ -1,0 +1,110 @@
+"""`Flow.gate`: soft routing, ``sum_i w_i * expert_i(x)``, ``w = router(x)``; sparse for top-k."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowdl._control.base import Callables, ControlNode, run_inner
+from flowdl._describe import describe_value
+from flowdl._errors import ControlFlowError
+
+
+class Gate(ControlNode):
+    """The node of ``.gate(router, *experts)``: a mixture of experts.
+
+    ``w = router(x, *refs)`` has shape ``[..., n]`` (one weight per expert, ``n``
+    experts); the output is ``sum_i w[..., i] * expert_i(x)``, each weight
+    broadcast over the trailing dimensions of its expert's output. The gate does
+    not normalise: the router owns softmax, sigmoid or top-k.
+
+    A router with ``sparse = True`` (such as `fl.TopKRouter`) returns ``[B, n]``
+    weights that are zero for most experts. The gate then runs each expert only
+    on the samples that give it a non-zero weight and adds the weighted outputs
+    back in batch order; an expert that receives no sample does not run. The
+    result equals the dense gate on the same weights.
+
+    Attributes:
+        router: the router.
+        experts: the experts, in order.
+        sparse: whether the router's weights are sparse.
+    """
+
+    def __init__(self, router: Callable[..., Any], experts: Sequence[Callable[..., Any]]) -> None:
+        super().__init__()
+        self.router = router
+        self.experts = Callables(experts)
+        self.receiver = router
+        self.sparse = bool(getattr(router, "sparse", False))
+
+    def inner(self) -> list[tuple[str, Callable[..., Any]]]:
+        experts = [(f"expert {i}", fn) for i, fn in enumerate(self.experts)]
+        return [("router", self.router), *experts]
+
+    def reset_targets(self) -> list[Callable[..., Any]]:
+        """The router and the experts are reset before every forward."""
+        return [fn for _, fn in self.inner()]
+
+    def forward(self, x: Any, *refs: Any) -> Any:
+        weights = run_inner("router", self.router, "", self.call_receiver, x, refs)
+        n = len(self.experts)
+        if not isinstance(weights, Tensor) or weights.dim() == 0 or weights.shape[-1] != n:
+            raise ControlFlowError(
+                "the router's weights do not have one entry per expert in their last dimension",
+                expected=f"a tensor of shape [B, {n}] ({n} experts)",
+                received=describe_value(weights),
+                fix=f"make the router output {n} weights per sample, e.g. "
+                f"fl.SoftmaxRouter(in_dim, {n})",
+            )
+        if self.sparse and weights.dim() == 2 and isinstance(x, Tensor) and x.shape[0] > 0:
+            return self._sparse(x, weights)
+        return self._dense(x, weights)
+
+    def _dense(self, x: Any, weights: Tensor) -> Any:
+        out = None
+        for i, expert in enumerate(self.experts):
+            y = run_inner(f"expert {i}", expert, "", expert, x)
+            term = self._scale(weights[..., i], y, i) * y
+            out = term if out is None else out + term
+        return out
+
+    def _scale(self, w: Tensor, y: Any, i: int) -> Tensor:
+        """`w` shaped to multiply `y`: ``[B] -> [B, 1, ...]``."""
+        if not isinstance(y, Tensor) or y.dim() < w.dim() or y.shape[: w.dim()] != w.shape:
+            raise ControlFlowError(
+                f"expert {i}'s output does not line up with the router's weights",
+                expected=f"a tensor whose leading dimensions are {list(w.shape)} (the weights "
+                "without their last dimension)",
+                received=describe_value(y),
+                fix="make every expert keep the batch dimensions of its input",
+            )
+        return w.reshape(w.shape + (1,) * (y.dim() - w.dim()))
+
+    def _sparse(self, x: Tensor, weights: Tensor) -> Tensor:
+        if weights.shape[0] != x.shape[0]:
+            raise ControlFlowError(
+                "the router's weights have another batch size than the stream",
+                expected=f"weights of shape [{x.shape[0]}, {len(self.experts)}]",
+                received=describe_value(weights),
+                fix="route each sample of the batch: weights of shape [B, n]",
+            )
+        chosen = (weights != 0).t()  # [n, B]
+        counts = chosen.sum(1).tolist()  # the one host sync of the dispatch
+        rows_by_expert = torch.split(chosen.nonzero()[:, 1], counts)
+        out: Tensor | None = None
+        for i, (expert, rows) in enumerate(zip(self.experts, rows_by_expert, strict=True)):
+            if counts[i] == 0:
+                continue
+            part = x.index_select(0, rows)
+            y = run_inner(f"expert {i}", expert, "", expert, part)
+            term = self._scale(weights[rows, i], y, i) * y
+            if out is None:
+                out = term.new_zeros((x.shape[0], *term.shape[1:]))
+            out = out.index_add(0, rows, term)
+        if out is None:  # no sample chose any expert: the dense sum is all zeros
+            dense: Tensor = self._dense(x, weights)
+            return dense
+        return out

@@ -1,0 +1,129 @@
+"""`Flow.switch`: hard routing, the whole batch or each sample to one branch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowdl._control.base import Callables, ControlNode, batch_size, run_inner
+from flowdl._describe import describe_value
+from flowdl._errors import ControlFlowError
+
+
+class Switch(ControlNode):
+    """The node of ``.switch(selector, *branches)``: only the selected branches run.
+
+    ``s = selector(x, *refs)`` is either a scalar index (a Python int or a 0-d
+    integer tensor): the whole batch takes that branch; or an integer tensor of
+    shape ``[B]`` (or ``[B, 1]``): each sample takes its own branch. Then each
+    branch runs once, on its own samples, and the outputs are put back in batch
+    order; a branch that no sample chose does not run, and gradients reach only
+    the branches that ran. Branches receive the stream only. The choice is not
+    differentiable.
+
+    Branches see a different number of samples from call to call, so they are not
+    reset (``reset()``) by the graph and should not carry per-batch state; the
+    selector is reset.
+
+    Attributes:
+        selector: the selector.
+        branches: the branches, in order.
+    """
+
+    def __init__(
+        self, selector: Callable[..., Any], branches: Sequence[Callable[..., Any]]
+    ) -> None:
+        super().__init__()
+        self.selector = selector
+        self.branches = Callables(branches)
+        self.receiver = selector
+
+    def inner(self) -> list[tuple[str, Callable[..., Any]]]:
+        branches = [(f"branch {i}", fn) for i, fn in enumerate(self.branches)]
+        return [("selector", self.selector), *branches]
+
+    def reset_targets(self) -> list[Callable[..., Any]]:
+        """The selector is reset before every forward; the branches are not."""
+        return [self.selector]
+
+    def forward(self, x: Any, *refs: Any) -> Any:
+        choice = run_inner("selector", self.selector, "", self.call_receiver, x, refs)
+        if isinstance(choice, int) and not isinstance(choice, bool):
+            return self._run_branch(self._check_index(choice), x)
+        if not isinstance(choice, Tensor) or choice.is_floating_point() or choice.is_complex():
+            raise self._bad_choice(x, choice)
+        if choice.dtype == torch.bool:
+            raise self._bad_choice(x, choice)
+        if choice.dim() == 0:
+            return self._run_branch(self._check_index(int(choice)), x)
+        batch = batch_size(x, "stream", "per-sample routing")
+        if tuple(choice.shape) not in ((batch,), (batch, 1)):
+            if choice.numel() == 1:
+                return self._run_branch(self._check_index(int(choice.reshape(()))), x)
+            raise self._bad_choice(x, choice)
+        return self._per_sample(x, choice.reshape(batch))
+
+    def _run_branch(self, i: int, x: Any) -> Any:
+        branch = self.branches[i]
+        return run_inner(f"branch {i}", branch, "", branch, x)
+
+    def _check_index(self, i: int, sample: int | None = None) -> int:
+        n = len(self.branches)
+        if 0 <= i < n:
+            return i
+        who = "the whole batch" if sample is None else f"sample {sample}"
+        raise ControlFlowError(
+            f"the selector chose branch {i} for {who}, outside the valid range [0, {n})",
+            expected=f"an index in [0, {n}) ({n} branches)",
+            received=f"index {i}",
+            fix=f"make the selector choose among the {n} branches, e.g. "
+            f"fl.ArgmaxSelector(in_dim, {n})",
+        )
+
+    def _bad_choice(self, x: Any, choice: Any) -> ControlFlowError:
+        b = x.shape[0] if isinstance(x, Tensor) and x.dim() > 0 else "B"
+        return ControlFlowError(
+            "the selector returned neither a branch index nor one index per sample",
+            expected=f"a Python int or a 0-d integer tensor (the whole batch), or an integer "
+            f"tensor of shape [{b}] (one branch per sample)",
+            received=describe_value(choice),
+            fix="return indices, e.g. logits.argmax(-1) for one per sample",
+        )
+
+    def _per_sample(self, x: Tensor, index: Tensor) -> Any:
+        n = len(self.branches)
+        batch = index.shape[0]
+        if batch == 0:  # nothing to route: the first branch shapes the empty output
+            return self._run_branch(0, x)
+        # One host sync: counts per branch, with out-of-range indices counted at both ends.
+        tally = torch.bincount(index.clamp(-1, n) + 1, minlength=n + 2).tolist()
+        if tally[0] or tally[-1]:
+            bad = int(((index < 0) | (index >= n)).nonzero()[0, 0])
+            self._check_index(int(index[bad]), sample=bad)
+        counts = tally[1:-1]
+        if max(counts) == batch:  # every sample chose the same branch
+            return self._run_branch(counts.index(batch), x)
+        order = torch.argsort(index, stable=True)
+        outputs = []
+        for i, rows in enumerate(torch.split(order, counts)):
+            if counts[i]:
+                part = x.index_select(0, rows)
+                branch = self.branches[i]
+                outputs.append(run_inner(f"branch {i}", branch, "", branch, part))
+        try:
+            grouped = torch.cat(outputs)
+        except (TypeError, RuntimeError) as error:
+            shapes = ", ".join(describe_value(y) for y in outputs)
+            raise ControlFlowError(
+                "the branches' outputs cannot be put back into one batch",
+                expected="every branch returns a tensor with the same shape per sample",
+                received=f"outputs of the branches that ran: {shapes}",
+                fix="make the branches agree on their output shape (only the batch size may "
+                "differ)",
+            ) from error
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(batch, device=order.device)
+        return grouped.index_select(0, inverse)
