@@ -8,12 +8,14 @@ batch and score it. Sizes shrink with a scale factor (`scaled`); the structure
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
+import flowdl as fl
 from flowdl._executor.graph import Graph
 
 Batch = tuple[Tensor, Tensor]
@@ -21,6 +23,9 @@ Batch = tuple[Tensor, Tensor]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(output, target) -> scalar``."""
+
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class ParityError(RuntimeError):
@@ -140,3 +145,30 @@ def noise_regression(
 def mse(output: Tensor, target: Tensor) -> Tensor:
     """Mean squared error: the loss of every model but the transformer."""
     return nn.functional.mse_loss(output, target)
+
+
+def chain(modules: Iterable[nn.Module]) -> fl.Flow:
+    """``fl.Flow(m0).through(m1).through(m2)...`` over `modules`.
+
+    Example:
+        >>> chain([nn.Linear(2, 3), nn.ReLU()]).build()(torch.zeros(1, 2)).shape
+        torch.Size([1, 3])
+    """
+    first, *rest = modules
+    flow = fl.Flow(first)
+    for module in rest:
+        flow.through(module)
+    return flow
+
+
+def members(modules: nn.ModuleList, kind: type[M]) -> list[M]:
+    """The modules of `modules`, each checked to be a `kind` (and typed so).
+
+    Example:
+        >>> members(nn.ModuleList([nn.ReLU(), nn.ReLU()]), nn.ReLU)
+        [ReLU(), ReLU()]
+    """
+    found = [m for m in modules if isinstance(m, kind)]
+    if len(found) != len(modules):
+        raise TypeError(f"expected only {kind.__name__} modules in {modules}")
+    return found

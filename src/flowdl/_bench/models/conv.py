@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
 import flowdl as fl
-from flowdl._bench.pair import Batch, ModelPair, mse, noise_regression, scaled
+from flowdl._bench.pair import Batch, ModelPair, chain, mse, noise_regression, scaled
 from flowdl._bench.protocol import Protocol
-
-
-def chain(modules: Iterable[nn.Module]) -> fl.Flow:
-    """``fl.Flow(m0).through(m1).through(m2)...`` over `modules`."""
-    first, *rest = modules
-    flow = fl.Flow(first)
-    for module in rest:
-        flow.through(module)
-    return flow
 
 
 class ConvNet(nn.Module):
@@ -51,7 +41,7 @@ def convnet(scale: float, protocol: Protocol) -> ModelPair:
         >>> convnet(0.05, FLODL).sizes
         {'batch': 6, 'side': 16, 'width': 3, 'outputs': 5}
     """
-    batch, side = scaled(128, scale), scaled(64, scale, minimum=16, multiple=16)
+    batch, side = scaled(128, scale, minimum=2), scaled(64, scale, minimum=16, multiple=16)
     widths = [3] + [scaled(c, scale) for c in (64, 128, 256, 512, 512)]
     classes = scaled(100, scale)
     model = ConvNet(widths, classes)
@@ -99,7 +89,7 @@ def conv_autoenc(scale: float, protocol: Protocol) -> ModelPair:
         >>> conv_autoenc(0.05, FLODL).sizes
         {'batch': 3, 'side': 16, 'width': 3}
     """
-    batch, side = scaled(64, scale), scaled(64, scale, minimum=16, multiple=16)
+    batch, side = scaled(64, scale, minimum=2), scaled(64, scale, minimum=16, multiple=16)
     widths = [3] + [scaled(c, scale) for c in (64, 128, 256, 512)]
     model = ConvAutoencoder(widths)
     twin = copy.deepcopy(model)

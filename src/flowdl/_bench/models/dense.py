@@ -7,8 +7,26 @@ import copy
 from torch import Tensor, nn
 
 import flowdl as fl
-from flowdl._bench.pair import ModelPair, mse, noise_regression, scaled
+from flowdl._bench.pair import ModelPair, chain, members, mse, noise_regression, scaled
 from flowdl._bench.protocol import Protocol
+
+
+class LinearGeluNorm(nn.Module):
+    """``LN(GELU(Lin(x)))``: the unit of the dense models."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.norm(self.act(self.linear(x)))
+        return out
+
+    def layers(self) -> list[nn.Module]:
+        """Its three layers in order, to chain in a flow."""
+        return [self.linear, self.act, self.norm]
 
 
 class MLP(nn.Module):
@@ -17,14 +35,12 @@ class MLP(nn.Module):
     def __init__(self, n_io: int, hidden: int, blocks: int = 4) -> None:
         super().__init__()
         widths = [n_io] + [hidden] * (blocks - 1)
-        self.linears = nn.ModuleList(nn.Linear(w, hidden) for w in widths)
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in widths)
-        self.act = nn.GELU()
+        self.blocks = nn.ModuleList(LinearGeluNorm(w, hidden) for w in widths)
         self.out = nn.Linear(hidden, n_io)
 
     def forward(self, x: Tensor) -> Tensor:
-        for linear, norm in zip(self.linears, self.norms, strict=True):
-            x = norm(self.act(linear(x)))
+        for block in self.blocks:
+            x = block(x)
         out: Tensor = self.out(x)
         return out
 
@@ -40,14 +56,13 @@ def mlp(scale: float, protocol: Protocol) -> ModelPair:
     batch, n_io, hidden = scaled(256, scale), scaled(1024, scale), scaled(2048, scale)
     model = MLP(n_io, hidden)
     twin = copy.deepcopy(model)
-    flow = fl.Flow(twin.linears[0]).through(twin.act).through(twin.norms[0])
-    for linear, norm in zip(twin.linears[1:], twin.norms[1:], strict=True):
-        flow.through(linear).through(twin.act).through(norm)
+    blocks = members(twin.blocks, LinearGeluNorm)
+    layers = [layer for block in blocks for layer in block.layers()]
     return ModelPair(
         "mlp",
         model,
         twin,
-        flow.through(twin.out).build(),
+        chain([*layers, twin.out]).build(),
         noise_regression((batch, n_io), (batch, n_io)),
         mse,
         {"batch": batch, "io": n_io, "hidden": hidden},
@@ -60,17 +75,11 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(dim, dim)
-        self.act = nn.GELU()
-        self.norm = nn.LayerNorm(dim)
+        self.update = LinearGeluNorm(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        update: Tensor = self.norm(self.act(self.linear(x)))
+        update: Tensor = self.update(x)
         return x + update
-
-    def update_flow(self) -> fl.Flow:
-        """The block's update ``LN(GELU(Lin(x)))`` as a flow, for ``.also(...)``."""
-        return fl.Flow(self.linear).through(self.act).through(self.norm)
 
 
 class ResidualTower(nn.Module):
@@ -103,9 +112,8 @@ def residual_tower(scale: float, protocol: Protocol) -> ModelPair:
     model = ResidualTower(dim)
     twin = copy.deepcopy(model)
     flow = fl.Flow(twin.inp)
-    for block in twin.blocks:
-        assert isinstance(block, ResidualBlock)
-        flow.also(block.update_flow())
+    for block in members(twin.blocks, ResidualBlock):
+        flow.also(chain(block.update.layers()))
     return ModelPair(
         "residual_tower",
         model,
