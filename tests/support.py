@@ -20,11 +20,15 @@ def assert_same_as_oracle(
     oracle: Callable[..., Tensor],
     *inputs: Tensor,
     params: Sequence[Tensor] | None = None,
+    none_is_zero: bool = False,
 ) -> None:
     """`graph` and the hand-written `oracle` agree on outputs and on every gradient.
 
     Inputs should be float64 and require grad; the two share their submodules, so
-    parameter gradients are compared on the same tensors.
+    parameter gradients are compared on the same tensors. With `none_is_zero`, a
+    missing gradient on one side may match an all-zero gradient on the other (a
+    sparse gate skips what a dense oracle multiplies by zero; a halted sample's
+    frozen row sends zeros to modules the sample alone would not have run).
     """
     params = list(graph.parameters()) if params is None else list(params)
     out_graph = graph(*inputs)
@@ -36,7 +40,11 @@ def assert_same_as_oracle(
     want = grads(out_oracle, wrt, cotangent)
     assert len(got) == len(want) > 0
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
-        if w is None:
+        if none_is_zero and (g is None) != (w is None):
+            present = g if w is None else w
+            assert present is not None
+            assert not present.any(), f"gradient {k}: missing on one side, non-zero on the other"
+        elif w is None:
             assert g is None, f"gradient {k}: the oracle has none, the graph has one"
         else:
             assert g is not None, f"gradient {k}: the graph has none, the oracle has one"

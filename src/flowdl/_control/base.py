@@ -124,5 +124,16 @@ def batch_size(value: Any, role: str, why: str) -> int:
 
 
 def _first_line(error: BaseException) -> str:
+    """The error's first line; for a chain of wrapped errors, the root cause's too."""
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = [_line(error)]
+    if root is not error and str(root).strip().split("\n")[0] not in lines[0]:
+        lines.append(f"root cause: {_line(root)}")
+    return "\n".join(lines)
+
+
+def _line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

@@ -107,7 +107,7 @@ class Map(ControlNode):
                 run_inner(
                     "map body",
                     self.body,
-                    f"on row {i} of {count}",
+                    f"on row {i} (0-based) of {count}",
                     self.call_receiver,
                     rows[i : i + 1],
                     refs,

@@ -14,6 +14,7 @@ from flowdl._context import Context, _current
 from flowdl._control.loop import Loop
 from flowdl._describe import describe_value, plural
 from flowdl._errors import Cancelled, ControlFlowError, GraphError
+from flowdl._executor.fast import FastItem, Segment, run_steps, split_plan
 from flowdl._executor.plan import Plan, compile_plan
 from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
@@ -59,6 +60,7 @@ class Graph(nn.Module):
         self._steps = self._plan.steps
         self._tagged_values: list[Any] = []
         self._backprop_state = False
+        self._fast: tuple[FastItem, ...] | None = None
         registered: set[int] = set()
         for node in record.nodes:
             module = node.module
@@ -134,6 +136,9 @@ class Graph(nn.Module):
         return vals[plan.out_slot]
 
     def _run(self, vals: list[Any], ctx: Context | None) -> None:
+        if self._fast is not None:
+            self._run_fast(self._fast, vals, ctx)
+            return
         i = -1
         try:
             if ctx is None:
@@ -161,6 +166,62 @@ class Graph(nn.Module):
         except Exception as error:
             self._keep_partial_tags(vals, i)
             raise self._node_error(i, vals, error) from error
+
+    def _run_fast(self, items: tuple[FastItem, ...], vals: list[Any], ctx: Context | None) -> None:
+        i = -1
+        try:
+            for item in items:
+                if ctx is not None:
+                    ctx.check()
+                if isinstance(item, Segment):
+                    i = item.first
+                    try:
+                        item(vals)
+                    except Exception as error:
+                        i, error = self._locate_failure(item, vals, error)
+                        raise _Located(error) from error
+                else:
+                    fn, a, b, rest, out, i = item
+                    if b < 0:
+                        vals[out] = fn(vals[a])
+                    elif rest is None:
+                        vals[out] = fn(vals[a], vals[b])
+                    else:
+                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+        except Cancelled:
+            self._keep_partial_tags(vals, i)
+            raise
+        except _CompiledSegmentError as failure:
+            raise failure.error from failure.__cause__
+        except _Located as located:
+            self._keep_partial_tags(vals, i)
+            raise self._node_error(i, vals, located.error) from located.error
+        except Exception as error:
+            self._keep_partial_tags(vals, i)
+            raise self._node_error(i, vals, error) from error
+
+    def _locate_failure(
+        self, segment: Segment, vals: list[Any], error: Exception
+    ) -> tuple[int, Exception]:
+        """Re-run a failed segment eagerly: the failing step and its eager exception."""
+        i = segment.first
+        try:
+            for step in segment.steps:
+                i = step[5]
+                run_steps((step,), vals)
+        except Exception as eager:
+            return i, eager
+        ids = ", ".join(self._plan.step_nodes[step[5]].id for step in segment.steps)
+        raise _CompiledSegmentError(
+            GraphError(
+                f"the compiled segment of nodes {ids} failed, but the same nodes run eagerly: "
+                f"{type(error).__name__}: {_first_line(error)}",
+                expected="torch.compile to compile what runs eagerly",
+                received=f"{type(error).__name__} from torch.compile",
+                fix="call g.compile() with other options (e.g. backend='aot_eager'), or "
+                "rebuild the graph to run it eagerly",
+            )
+        ) from error
 
     def _reset_modules(self, x: Any) -> None:
         if isinstance(x, Tensor):
@@ -193,9 +254,50 @@ class Graph(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # The last call's tagged values are an observation, not part of the model:
         # copies and pickles start without them (and without their autograd graphs).
+        # Compiled code does not travel either: copies run eagerly until compiled.
         state = dict(self.__dict__)
         state["_tagged_values"] = []
+        state["_fast"] = None
         return state
+
+    # ---------------------------------------------------------------- fast mode
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Fast mode: compile the static stretches of the graph with `torch.compile`.
+
+        Consecutive nodes whose work is fixed at build time (modules, merges,
+        residuals, ``for_`` loops, dense gates) become one function compiled with
+        ``torch.compile(..., fullgraph=True, **kwargs)``; state reads, halting
+        loops, switches, sparse gates, maps and nested graphs stay in the
+        executor, so their run-time decisions never break a compiled graph or
+        recompile it. Nested graphs are compiled the same way. In place, like
+        `nn.Module.compile`; the first call of each segment pays the compilation.
+        The context (``ctx``) is checked between segments. Copies (`copy.deepcopy`,
+        pickling) run eagerly until compiled again.
+
+        Args:
+            **kwargs: passed to `torch.compile` (``backend``, ``mode``, ``dynamic``...).
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(4, 4)).through(torch.nn.ReLU()).build()
+            >>> g.compile(backend="eager")
+            >>> g(torch.randn(2, 4)).shape
+            torch.Size([2, 4])
+        """
+        if args:
+            raise TypeError(
+                "Graph.compile() takes torch.compile's options as keywords, e.g. "
+                f"g.compile(mode='max-autotune'); received positional {args!r}"
+            )
+        for module in self.modules():
+            if isinstance(module, Graph):
+                module._fast = split_plan(module._plan, kwargs)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether `compile` put this graph in fast mode."""
+        return self._fast is not None
 
     # ------------------------------------------------------------------ errors
 
@@ -433,6 +535,22 @@ class Graph(nn.Module):
 
     def __repr__(self) -> str:
         return render_chain(self)
+
+
+class _Located(Exception):
+    """Carries the eager exception of the node that made a compiled segment fail."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _CompiledSegmentError(Exception):
+    """Carries the error of a segment that fails compiled but not eagerly."""
+
+    def __init__(self, error: GraphError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,0 +1,107 @@
+"""Fast mode (`Graph.compile`): the static stretches of a plan compiled by `torch.compile`.
+
+A *segment* is a maximal run of consecutive steps whose work is fixed once the
+graph is built: modules, merges, residual sums, ``for_`` loops and dense gates.
+Each segment becomes one function compiled with ``fullgraph=True`` (so a graph
+break is an error, never a silent slowdown). Everything that decides something
+at run time stays in the executor between segments: state reads (the first call
+differs from the next), halting loops, switches, sparse gates, maps and nested
+graphs. Their decisions therefore never cause a graph break or a recompilation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from flowdl._control.base import ControlNode
+from flowdl._control.gate import Gate
+from flowdl._control.loop import Loop
+from flowdl._executor.plan import Plan, Step
+from flowdl._executor.state import StateRead
+
+
+def is_static(fn: Any) -> bool:
+    """Whether a step's work is fixed at build time, so it can be compiled in a segment."""
+    from flowdl._executor.graph import Graph
+
+    if isinstance(fn, (StateRead, Graph)):
+        return False
+    if isinstance(fn, ControlNode):
+        fixed = (isinstance(fn, Loop) and fn.mode == "for") or (
+            isinstance(fn, Gate) and not fn.sparse
+        )
+        return fixed and not any(isinstance(inner, Graph) for _, inner in fn.inner())
+    return True
+
+
+def run_steps(steps: tuple[Step, ...], vals: Any) -> None:
+    """Run `steps` on `vals` (a list or a dict of slots), as the eager loop does."""
+    for fn, a, b, rest, out, _ in steps:
+        if b < 0:
+            vals[out] = fn(vals[a])
+        elif rest is None:
+            vals[out] = fn(vals[a], vals[b])
+        else:
+            vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+
+
+class Segment:
+    """Consecutive static steps compiled as one function of the slots they read."""
+
+    def __init__(self, steps: tuple[Step, ...], compile_kwargs: dict[str, Any]) -> None:
+        self.steps = steps
+        reads: list[int] = []
+        written: set[int] = set()
+        for _, a, b, rest, out, _ in steps:
+            for slot in (a, *((b,) if b >= 0 else ()), *(rest or ())):
+                if slot not in written and slot not in reads:
+                    reads.append(slot)
+            written.add(out)
+        self.reads = tuple(reads)
+        self.writes = tuple(sorted(written))
+
+        def segment(*inputs: Any) -> tuple[Any, ...]:
+            vals = dict(zip(self.reads, inputs, strict=True))
+            run_steps(steps, vals)
+            return tuple(vals[s] for s in self.writes)
+
+        # Dynamo caches compiled code per code object: each segment gets its own
+        # copy, or the segments of all graphs would share (and exhaust) one cache.
+        segment.__code__ = segment.__code__.replace(co_name=f"flowdl_segment_{self.first}")
+        self.compiled: Callable[..., tuple[Any, ...]] = torch.compile(
+            segment, fullgraph=True, **compile_kwargs
+        )
+
+    @property
+    def first(self) -> int:
+        """The index of the segment's first step."""
+        return self.steps[0][5]
+
+    def __call__(self, vals: list[Any]) -> None:
+        results = self.compiled(*[vals[s] for s in self.reads])
+        for slot, value in zip(self.writes, results, strict=True):
+            vals[slot] = value
+
+
+FastItem = Segment | Step
+"""What fast mode runs: a compiled segment, or a step the executor runs as in eager mode."""
+
+
+def split_plan(plan: Plan, compile_kwargs: dict[str, Any]) -> tuple[FastItem, ...]:
+    """The plan's steps as compiled segments and the dynamic steps between them."""
+    items: list[FastItem] = []
+    run: list[Step] = []
+    for step in plan.steps:
+        if is_static(step[0]):
+            run.append(step)
+            continue
+        if run:
+            items.append(Segment(tuple(run), compile_kwargs))
+            run = []
+        items.append(step)
+    if run:
+        items.append(Segment(tuple(run), compile_kwargs))
+    return tuple(items)
