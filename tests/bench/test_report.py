@@ -45,7 +45,7 @@ def suite_result() -> SuiteResult:
         rounds=3,
         device=torch.device("cpu"),
     )
-    result = SuiteResult(config, MACHINE, "python -m flowdl bench --scale 0.25")
+    result = SuiteResult(config, MACHINE, "python -m flowdl bench --scale 0.25", seconds=390.0)
     result.models = [
         model("mlp", "flodl", [0.020, 0.020, 0.020], [0.020, 0.021, 0.019]),
         model("mlp", "tuned", [0.010, 0.010, 0.010], [0.0105, 0.0105, 0.0105]),
@@ -105,6 +105,7 @@ def test_the_document_says_what_was_measured() -> None:
     text = render_document(suite_result())
     setup = dict(tuple(row) for row in tables(text)[0][2:])
     assert setup["command"] == "`python -m flowdl bench --scale 0.25`"
+    assert setup["date"] == "2026-01-02 03:04 UTC (the run took 6.5 min)"
     assert setup["CPU"] == "Some CPU (2 cores), 1 torch threads"
     assert setup["software"] == "torch 2.13.0+cpu, Python 3.11.7, flowdl 0.1.0"
     assert (
@@ -153,6 +154,7 @@ def test_json_keeps_every_time(tmp_path: Path) -> None:
     write_report(path, suite_result())
     data = json.loads(path.read_text())
     assert data["command"] == "python -m flowdl bench --scale 0.25"
+    assert data["seconds"] == 390.0
     assert data["config"]["protocols"] == ["flodl", "tuned"]
     assert data["config"]["device"] == "cpu"
     first = data["models"][0]

@@ -110,6 +110,7 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
         models.append(entry)
     return {
         "command": result.command,
+        "seconds": result.seconds,
         "machine": result.machine,
         "config": config,
         "models": models,
@@ -135,7 +136,7 @@ def _setup(result: SuiteResult) -> str:
     cpu = f"{m['cpu']} ({m['cpu cores']} cores), {m['torch threads']} torch threads"
     rows = [
         ["command", f"`{result.command}`"],
-        ["date", m["date"]],
+        ["date", f"{m['date']} (the run took {result.seconds / 60:.1f} min)"],
         ["device", m["device"] + (f" ({m['gpu']}, CUDA {m['cuda']})" if "gpu" in m else "")],
         ["CPU", cpu],
         ["software", f"torch {m['torch']}, Python {m['python']}, flowdl {m['flowdl']}"],

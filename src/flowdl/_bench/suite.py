@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import os
 import platform
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -110,6 +111,8 @@ class SuiteResult:
     models: list[ModelResult] = field(default_factory=list)
     ops: list[OpResult] = field(default_factory=list)
     overhead: list[OverheadResult] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall time of the whole run."""
 
 
 def machine_info(device: torch.device) -> dict[str, str]:
@@ -201,6 +204,7 @@ def run_suite(
     Raises:
         ParityError: a model's two formulations disagree (nothing is timed after it).
     """
+    start = time.perf_counter()
     result = SuiteResult(config, machine_info(config.device), command)
     for name in config.models:
         for protocol in config.protocols:
@@ -213,6 +217,7 @@ def run_suite(
     if config.overhead:
         echo("executor overhead per node ...")
         result.overhead = measure_overhead(rounds=config.rounds, device=config.device)
+    result.seconds = time.perf_counter() - start
     return result
 
 
