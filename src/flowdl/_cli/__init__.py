@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from flowdl._cli.bench import add_bench_parser, run_bench
 from flowdl._version import __version__
 
 
@@ -24,12 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--epochs", type=int, default=50, help="training epochs (default: 50)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_bench_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: ``sys.argv[1:]``); return the exit code."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from flowdl._cli.demo import run_demo
@@ -38,5 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--epochs must be at least 1, got {args.epochs}")
         result = run_demo(epochs=args.epochs, seed=args.seed)
         return 0 if result.learned else 1
+    if args.command == "bench":
+        return run_bench(args, parser, argv)
     parser.print_help(sys.stderr)
     return 2
