@@ -155,3 +155,48 @@ def test_random_nestings_compile_to_the_same_results(spec: Any, seed: int) -> No
             g(x)
         return
     torch.testing.assert_close(g(x), want, rtol=0, atol=1e-12)
+
+
+def test_stateless_nested_graphs_are_inlined_into_one_segment() -> None:
+    def block() -> fl.Graph:
+        return fl.Flow(linear64(4, 4)).through(nn.GELU()).through(nn.LayerNorm(4).double()).build()
+
+    g = (
+        fl.Flow(linear64(4, 4))
+        .also(block())
+        .also(block())
+        .loop(fl.Flow(nn.Identity()).also(block()))
+        .for_(3)
+        .tag("refine")
+        .gate(fl.SoftmaxRouter(4, 2).double(), block(), block())
+        .through(linear64(4, 2))
+        .build()
+    )
+    eager = copy.deepcopy(g)
+    g.compile(backend="eager")
+    assert g._fast is not None
+    assert len(g._fast) == 1
+    assert hasattr(g._fast[0], "compiled")
+    x = rand64(5, 4)
+    out, want = g(x), eager(x)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-12)
+    cotangent = torch.randn_like(out)
+    got = grads(out, [x, *g.parameters()], cotangent)
+    expected = grads(want, [x, *eager.parameters()], cotangent)
+    for a, b in zip(got, expected, strict=True):
+        assert a is not None
+        assert b is not None
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert g.iterations("refine").tolist() == [3] * 5
+
+
+def test_nested_graphs_with_state_stay_in_the_executor() -> None:
+    stateful = fl.Flow(nn.Identity()).through(fl.StateAdd()).using("m").tag("m").build()
+    g = fl.Flow(nn.Linear(2, 2)).through(stateful).through(nn.ReLU()).build()
+    eager = copy.deepcopy(g)
+    g.compile(backend="eager")
+    assert g._fast is not None
+    assert [hasattr(item, "compiled") for item in g._fast] == [True, False, True]
+    x = torch.randn(3, 2)
+    for _ in range(3):  # the nested state accumulates the same way in both
+        torch.testing.assert_close(g(x), eager(x))

@@ -27,14 +27,68 @@ def is_static(fn: Any) -> bool:
     """Whether a step's work is fixed at build time, so it can be compiled in a segment."""
     from flowdl._executor.graph import Graph
 
-    if isinstance(fn, (StateRead, Graph)):
+    if isinstance(fn, StateRead):
         return False
+    if isinstance(fn, Graph):
+        return inlinable(fn)
     if isinstance(fn, ControlNode):
-        fixed = (isinstance(fn, Loop) and fn.mode == "for") or (
+        fixed = (isinstance(fn, Loop) and fn.mode == "for" and fn._trace is None) or (
             isinstance(fn, Gate) and not fn.sparse
         )
-        return fixed and not any(isinstance(inner, Graph) for _, inner in fn.inner())
+        return fixed and all(
+            inlinable(inner) for _, inner in fn.inner() if isinstance(inner, Graph)
+        )
     return True
+
+
+def inlinable(graph: Any) -> bool:
+    """A nested graph whose steps can run inside the parent's compiled segment: no
+    state, no ``reset()``, only static steps (recursively)."""
+    plan = graph._plan
+    return not plan.cells and not plan.resets and all(is_static(step[0]) for step in plan.steps)
+
+
+class InlineGraph:
+    """Runs a nested graph's plan directly, inside a compiled segment.
+
+    Skips what `Graph.forward` does around the plan (input checks, the context,
+    tagged values, error wrapping): a nested graph inlined in fast mode records no
+    tagged values of its own.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        plan = graph._plan
+        self.n_inputs = plan.n_inputs
+        self.n_slots = plan.n_slots
+        self.out_slot = plan.out_slot
+        self.steps = tuple(inline_step(step) for step in plan.steps)
+
+    def __call__(self, *inputs: Any) -> Any:
+        vals: list[Any] = [None] * self.n_slots
+        vals[: self.n_inputs] = inputs
+        run_steps(self.steps, vals)
+        return vals[self.out_slot]
+
+
+def inline_step(step: Step) -> Step:
+    """`step` with nested graphs (also inside a loop or a gate) replaced by `InlineGraph`."""
+    from flowdl._executor.graph import Graph
+
+    fn = step[0]
+    if isinstance(fn, Graph):
+        return (InlineGraph(fn), *step[1:])
+    if isinstance(fn, Loop) and isinstance(fn.body, Graph):
+        loop = Loop(InlineGraph(fn.body), fn.mode, fn.max_iter)
+        loop.bind_refs(fn._ref_names, fn._named)
+        loop._last = fn._last  # the graph's loop still reports what happened
+        return (loop, *step[1:])
+    if isinstance(fn, Gate) and any(isinstance(e, Graph) for e in fn.experts):
+        experts = [InlineGraph(e) if isinstance(e, Graph) else e for e in fn.experts]
+        router = InlineGraph(fn.router) if isinstance(fn.router, Graph) else fn.router
+        gate = Gate(router, experts)
+        gate.bind_refs(fn._ref_names, fn._named)
+        return (gate, *step[1:])
+    return step
 
 
 def run_steps(steps: tuple[Step, ...], vals: Any) -> None:
@@ -53,6 +107,7 @@ class Segment:
 
     def __init__(self, steps: tuple[Step, ...], compile_kwargs: dict[str, Any]) -> None:
         self.steps = steps
+        inlined = tuple(inline_step(step) for step in steps)
         reads: list[int] = []
         written: set[int] = set()
         for _, a, b, rest, out, _ in steps:
@@ -65,7 +120,7 @@ class Segment:
 
         def segment(*inputs: Any) -> tuple[Any, ...]:
             vals = dict(zip(self.reads, inputs, strict=True))
-            run_steps(steps, vals)
+            run_steps(inlined, vals)
             return tuple(vals[s] for s in self.writes)
 
         # Dynamo caches compiled code per code object: each segment gets its own
