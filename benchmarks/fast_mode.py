@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--backend", default="inductor", help="torch.compile backend of both compiled arms"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     print(
@@ -54,8 +57,8 @@ def main() -> None:
         pair = MODELS[name](args.scale, TUNED).to(device)
         batches = [pair.make_batch(device) for _ in range(args.batches)]
         fast = copy.deepcopy(pair.graph)
-        fast.compile()
-        compiled = torch.compile(copy.deepcopy(pair.torch_model))
+        fast.compile(backend=args.backend)
+        compiled = torch.compile(copy.deepcopy(pair.torch_model), backend=args.backend)
         models = {
             "pytorch": pair.torch_model,
             "flowdl": pair.graph,

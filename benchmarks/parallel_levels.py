@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 import flowdl as fl
-from chain_overhead import measure, median_mad
+from flowdl._bench.protocol import interleave, repeated
+from flowdl._bench.stats import Summary
 
 
 def main() -> None:
@@ -83,8 +84,15 @@ def main() -> None:
         torch.set_num_threads(threads)
         cases = {"sequential": sequential, "threads": threaded}
         cases.update({f"branch {k}": alone(k) for k in range(args.branches)})
-        times = measure(cases, args.rounds, args.steps_per_round, warmup=args.steps_per_round)
-        med = {name: median_mad(t)[0] for name, t in times.items()}
+        per = args.steps_per_round
+
+        times = interleave(
+            {name: repeated(step, per) for name, step in cases.items()},
+            args.rounds,
+            1,
+            torch.device("cpu"),
+        )
+        med = {name: Summary.of(t).median / per for name, t in times.items()}
         total = sum(med[f"branch {k}"] for k in range(args.branches))
         print(
             f"intra-op threads {threads}: sum of branches {total * 1e6:8.1f} us  "

@@ -5,7 +5,8 @@ branches (``Linear -> GELU -> Linear``). The hand-written module does what one
 writes without flowdl: for each branch, ``mask = index == i`` and
 ``out[mask] = branch(x[mask])``. Both hold the same modules; they are checked to
 compute the same output before timing. Rounds alternate (A B A B ...) in one
-process; the report gives the median and MAD per step and the ratio of medians.
+process; the report gives the median and scaled MAD per step and the median ± scaled MAD
+of the round-by-round ratios.
 
 Run: ``python benchmarks/switch_per_sample.py [--batch 256] [--dim 256] [--rounds 30]``
 """
@@ -19,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 import flowdl as fl
-from chain_overhead import measure, median_mad, train_step
+from flowdl._bench.protocol import interleave, repeated
+from flowdl._bench.stats import Summary, paired_ratio
 
 
 class MaskedSwitch(nn.Module):
@@ -38,6 +40,13 @@ class MaskedSwitch(nn.Module):
             if mask.any():
                 out[mask] = branch(x[mask])
         return out
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
+    loss = nn.functional.mse_loss(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def main() -> None:
@@ -102,14 +111,17 @@ def main() -> None:
     )
     print(f"# {args.rounds} interleaved rounds x {args.steps_per_round} steps")
     for case, steps in cases.items():
-        times = measure(steps, args.rounds, args.steps_per_round, warmup=args.steps_per_round)
-        (m_med, m_mad), (g_med, g_mad) = (
-            median_mad(times["masked PyTorch"]),
-            median_mad(times["flowdl switch"]),
+        per = args.steps_per_round
+        times = interleave(
+            {name: repeated(step, per) for name, step in steps.items()}, args.rounds, 1, device
         )
+        masked_t = Summary.of([t / per for t in times["masked PyTorch"]])
+        graph_t = Summary.of([t / per for t in times["flowdl switch"]])
+        ratio = paired_ratio(times["flowdl switch"], times["masked PyTorch"])
         print(
-            f"{case:18s} masked {m_med * 1e6:9.1f} us (MAD {m_mad * 1e6:6.1f})  "
-            f"flowdl {g_med * 1e6:9.1f} us (MAD {g_mad * 1e6:6.1f})  ratio {g_med / m_med:.3f}"
+            f"{case:18s} masked {masked_t.median * 1e6:9.1f} us (± {masked_t.spread * 1e6:6.1f})  "
+            f"flowdl {graph_t.median * 1e6:9.1f} us (± {graph_t.spread * 1e6:6.1f})  "
+            f"ratio {ratio.median:.3f} ± {ratio.spread:.3f}"
         )
 
 

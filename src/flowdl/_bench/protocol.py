@@ -132,6 +132,23 @@ def time_epoch(run: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def repeated(run: Callable[[], object], times: int) -> Callable[[], None]:
+    """A callable that calls `run` `times` times: one timed block of short steps.
+
+    Example:
+        >>> calls = []
+        >>> repeated(lambda: calls.append(1), 3)()
+        >>> len(calls)
+        3
+    """
+
+    def block() -> None:
+        for _ in range(times):
+            run()
+
+    return block
+
+
 def interleave(
     arms: dict[str, Callable[[], object]], rounds: int, warmup: int, device: torch.device
 ) -> dict[str, list[float]]:
