@@ -20,6 +20,7 @@ from flowdl._builder.open_builders import LoopBuilder, MapBuilder
 from flowdl._context import Context
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._executor.graph import Graph
+from flowdl._monitor.monitor import Monitor
 from flowdl._nodes.halts import LearnedHalt, ThresholdHalt
 from flowdl._nodes.merge import Add, Cat, Mean
 from flowdl._nodes.reshape import Reshape
@@ -44,6 +45,7 @@ __all__ = [
     "LoopBuilder",
     "MapBuilder",
     "Mean",
+    "Monitor",
     "NodeLike",
     "Reshape",
     "SigmoidRouter",

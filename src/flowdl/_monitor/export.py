@@ -34,19 +34,20 @@ def csv_text(records: Sequence[EpochRecord]) -> str:
 
     A figure an epoch does not have (a metric logged only from some epoch on, or
     no longer logged) is an empty cell. Numbers are written in full precision
-    (Python's ``repr``), NaN as ``nan``; lines end with ``\\n``.
+    (Python's ``repr``), NaN as ``nan``. Lines end with ``\\r\\n`` as RFC 4180 says,
+    so a name holding a line break is quoted and reads back whole.
 
     Example:
         >>> records = [EpochRecord(1, 1.5, 1.5, 3.0, {"loss": 0.5}),
         ...            EpochRecord(2, 1.5, 3.0, 1.5, {"accuracy": 0.75})]
-        >>> print(csv_text(records), end="")
+        >>> print(csv_text(records).replace("\\r\\n", "\\n"), end="")
         epoch,duration_s,elapsed_s,eta_s,loss,accuracy
         1,1.5,1.5,3.0,0.5,
         2,1.5,3.0,1.5,,0.75
     """
     columns = csv_columns(records)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for record in records:
         row = record.row()

@@ -64,7 +64,7 @@ def gpu_memory() -> dict[str, float]:
         >>> gpu_memory() if not torch.cuda.is_available() else {}
         {}
     """
-    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):  # type: ignore[no-untyped-call]
         return {}
     return {
         "gpu_allocated_bytes": float(torch.cuda.memory_allocated()),

@@ -10,8 +10,8 @@ through DNS rebinding.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import functools
+import ipaddress
 import socket
 import socketserver
 import threading

@@ -115,7 +115,7 @@ def _pairs(source: object, where: str, call: str) -> Mapping[object, object]:
 def _number(value: object, name: str, where: str, call: str) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         return float(value.item())
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
         return float(value)
     shape = f" of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else ""
     raise TypeError(
@@ -140,4 +140,3 @@ def _kind(source: object) -> str:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-

@@ -164,7 +164,7 @@ def _check_series(series: object) -> dict[str, list[float | None]]:
 def _number(name: str, index: int, value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
         return float(value)
     raise TypeError(
         f"series {name!r}, epoch {index + 1}: expected a number or None; "

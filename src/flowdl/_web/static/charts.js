@@ -7,14 +7,21 @@ window.flowdlCharts = (function () {
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
-  const scaleButtons = {
-    type: "buttons", direction: "left", showactive: true,
-    x: 1, xanchor: "right", y: 1.02, yanchor: "bottom", pad: {r: 0, t: 0},
-    buttons: [
-      {label: "linear", method: "relayout", args: [{"yaxis.type": "linear"}]},
-      {label: "log", method: "relayout", args: [{"yaxis.type": "log"}]},
-    ],
-  };
+  /* A "log scale" checkbox before `element`; the choice survives redraws. */
+  function scaleToggle(element) {
+    if (element.previousElementSibling && element.previousElementSibling.className === "scale") return;
+    const label = document.createElement("label");
+    label.className = "scale";
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.addEventListener("change", function () {
+      element.setAttribute("data-scale", box.checked ? "log" : "linear");
+      Plotly.relayout(element, {"yaxis.type": box.checked ? "log" : "linear"});
+    });
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(" log scale"));
+    element.parentNode.insertBefore(label, element);
+  }
 
   /* Draw (or redraw) line charts in `element`.
      series: [{name, x: [epoch...], y: [value or null...], text: [formatted value...]}]
@@ -39,14 +46,17 @@ window.flowdlCharts = (function () {
       };
     });
     const many = series.length > 8;
+    const legend = opts.showLegend !== undefined ? opts.showLegend : series.length > 1;
+    if (opts.logToggle) scaleToggle(element);
     const layout = {
       height: opts.height || 300,
-      margin: {l: 64, r: many ? 8 : 16, t: opts.logToggle ? 36 : 12, b: series.length > 1 && !many ? 80 : 48},
+      margin: {l: 64, r: 16, t: legend && !many ? 36 : 12, b: 48},
       paper_bgcolor: "#ffffff",
       plot_bgcolor: "#ffffff",
       font: {family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12},
-      showlegend: opts.showLegend !== undefined ? opts.showLegend : series.length > 1,
-      legend: many ? {orientation: "v"} : {orientation: "h", y: -0.28, x: 0},
+      showlegend: legend,
+      legend: many ? {orientation: "v"} : {orientation: "h", x: 0, xanchor: "left", y: 1, yanchor: "bottom"},
+      uirevision: "keep",
       hovermode: series.length <= 12 ? "x unified" : "closest",
       xaxis: {
         title: {text: plain(opts.xTitle || "Epoch")},
@@ -60,9 +70,9 @@ window.flowdlCharts = (function () {
         gridcolor: "#e5e7eb",
         zeroline: false,
         range: opts.yRange,
+        type: element.getAttribute("data-scale") === "log" ? "log" : "linear",
       },
     };
-    if (opts.logToggle) layout.updatemenus = [scaleButtons];
     return Plotly.react(element, traces, layout, {displaylogo: false, responsive: true});
   }
 
@@ -77,5 +87,5 @@ window.flowdlCharts = (function () {
     });
   }
 
-  return {draw: draw, plain: plain, curvesPage: curvesPage};
+  return {draw: draw, plain: plain, curvesPage: curvesPage, scaleToggle: scaleToggle};
 })();

@@ -78,9 +78,15 @@
     }
   }
 
+  const RESOURCE_LABELS = {
+    cpu_percent: "CPU", ram_percent: "RAM", ram_used_bytes: "RAM used",
+    process_rss_bytes: "process", gpu_allocated_bytes: "GPU allocated",
+    gpu_reserved_bytes: "GPU reserved",
+  };
+
   function series(epochs, name, group) {
     return {
-      name: name,
+      name: group === "resources" ? RESOURCE_LABELS[name] : name,
       x: epochs.map(function (e) { return e.epoch; }),
       y: epochs.map(function (e) { return has(e[group], name) ? e[group][name] : null; }),
       text: epochs.map(function (e) { return has(e.text[group], name) ? e.text[group][name] : ""; }),
@@ -115,14 +121,9 @@
     const now = byId("resource-now");
     now.replaceChildren();
     if (!last) return;
-    const labels = [
-      ["cpu_percent", "CPU"], ["ram_percent", "RAM"], ["ram_used_bytes", "RAM used"],
-      ["process_rss_bytes", "process"], ["gpu_allocated_bytes", "GPU allocated"],
-      ["gpu_reserved_bytes", "GPU reserved"],
-    ];
-    for (const [key, label] of labels) {
+    for (const key of Object.keys(RESOURCE_LABELS)) {
       if (!has(last.text.resources, key)) continue;
-      const fact = element("span", "", label + " ");
+      const fact = element("span", "", RESOURCE_LABELS[key] + " ");
       fact.appendChild(element("b", "", last.text.resources[key]));
       now.appendChild(fact);
     }
@@ -139,7 +140,8 @@
     }
     const load = ["cpu_percent", "ram_percent"].filter(function (k) { return has(last.resources, k); })
       .map(function (k) { return series(epochs, k, "resources"); });
-    flowdlCharts.draw(byId("resource-load"), load, {yRange: [0, 100], height: 240, showLegend: true});
+    const palette = (state.meta && state.meta.palette) || undefined;
+    flowdlCharts.draw(byId("resource-load"), load, {yRange: [0, 100], height: 240, showLegend: true, palette: palette});
     const memory = ["process_rss_bytes", "gpu_allocated_bytes", "gpu_reserved_bytes"]
       .filter(function (k) { return has(last.resources, k); })
       .map(function (k) {
@@ -147,7 +149,7 @@
         s.y = s.y.map(function (v) { return v === null ? null : v / GIB; });
         return s;
       });
-    flowdlCharts.draw(byId("resource-memory"), memory, {height: 240, showLegend: true});
+    flowdlCharts.draw(byId("resource-memory"), memory, {height: 240, showLegend: true, palette: palette});
   }
 
   function renderGraph() {

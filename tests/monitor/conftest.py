@@ -1,0 +1,34 @@
+"""Fixtures of the monitor tests: a fake clock, a captured output, Chromium."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.browser import browser
+
+__all__ = ["browser"]
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def output() -> io.StringIO:
+    return io.StringIO()
