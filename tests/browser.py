@@ -69,11 +69,12 @@ def colour_pixels(png: bytes, colour: str, tolerance: int = 40) -> int:
     from PIL import Image
 
     want = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    image = Image.open(io.BytesIO(png)).convert("RGB")
+    data = Image.open(io.BytesIO(png)).convert("RGB").tobytes()
+    red, green, blue = data[0::3], data[1::3], data[2::3]
     return sum(
         1
-        for pixel in image.getdata()
-        if all(abs(int(got) - target) <= tolerance for got, target in zip(pixel, want, strict=True))
+        for pixel in zip(red, green, blue, strict=True)
+        if all(abs(got - target) <= tolerance for got, target in zip(pixel, want, strict=True))
     )
 
 

@@ -1,14 +1,12 @@
-"""Fixtures of the monitor tests: a fake clock, a captured output, Chromium."""
+"""Fixtures of the monitor tests: a fake clock, and Chromium for the page tests."""
 
 from __future__ import annotations
-
-import io
 
 import pytest
 
 from tests.browser import browser
 
-__all__ = ["browser"]
+__all__ = ["FakeClock", "browser"]
 
 
 class FakeClock:
@@ -27,8 +25,3 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def output() -> io.StringIO:
-    return io.StringIO()

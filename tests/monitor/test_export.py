@@ -48,7 +48,12 @@ def test_csv_has_resource_columns(tmp_path: Path) -> None:
     monitor.log(1, {"loss": 1.0})
     text = monitor.export_csv(tmp_path / "r.csv").read_bytes().decode()
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert list(rows[0])[-4:] == ["cpu_percent", "ram_percent", "ram_used_bytes", "process_rss_bytes"]
+    assert list(rows[0])[-4:] == [
+        "cpu_percent",
+        "ram_percent",
+        "ram_used_bytes",
+        "process_rss_bytes",
+    ]
     assert 0 <= float(rows[0]["cpu_percent"]) <= 100
     assert float(rows[0]["process_rss_bytes"]) > 0
 

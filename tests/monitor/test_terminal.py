@@ -128,7 +128,12 @@ def test_a_pipe_gets_no_escape_codes() -> None:
 
 def test_gpu_memory_joins_the_line() -> None:
     record = EpochRecord(
-        1, 1.0, 1.0, 3.0, {"loss": 0.5}, {"gpu_allocated_bytes": 2**30, "gpu_reserved_bytes": 3 * 2**30}
+        1,
+        1.0,
+        1.0,
+        3.0,
+        {"loss": 0.5},
+        {"gpu_allocated_bytes": 2**30, "gpu_reserved_bytes": 3 * 2**30},
     )
     assert plain(epoch_line(record, 4)) == (
         "epoch 1/4  loss=0.5000  [1.0s, ETA 3.0s]  gpu 1.0 GiB / 3.0 GiB reserved"
