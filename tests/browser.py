@@ -32,9 +32,13 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session (skips only when none is installed)."""
+    """A headless Chromium for the tests of one module (skips only when none is installed).
+
+    Module scope, not session: while Playwright's sync API is active an asyncio loop
+    runs on the main thread, which later tests of other modules must not inherit.
+    """
     path = chromium_path()
     if path is None:
         pytest.skip("Chromium is not installed (apt-get install chromium) - browser tests skipped")

@@ -1,12 +1,8 @@
-"""Fixtures of the monitor tests: a fake clock, and Chromium for the page tests."""
+"""Fixtures of the monitor tests: a fake clock."""
 
 from __future__ import annotations
 
 import pytest
-
-from tests.browser import browser
-
-__all__ = ["FakeClock", "browser"]
 
 
 class FakeClock:

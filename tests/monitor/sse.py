@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 def open_stream(url: str, timeout: float = 10.0) -> http.client.HTTPResponse:
     """GET /events of the dashboard at `url`; the response is the open stream."""
     parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     connection.request("GET", "/events")
     response = connection.getresponse()
@@ -42,7 +43,8 @@ def read_events(stream: http.client.HTTPResponse, count: int) -> list[tuple[str,
 def get(url: str, path: str, host: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """A plain GET: status, headers, body."""
     parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10.0)
     headers = {"Host": host} if host is not None else {}
     connection.request("GET", path, headers=headers)

@@ -86,11 +86,13 @@ def test_binding_another_address_is_explicit_and_said(monitor: fl.Monitor) -> No
 def test_page_assets_and_404(monitor: fl.Monitor) -> None:
     url = monitor.serve()
     status, headers, body = get(url, "/")
-    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert status == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
     assert b'<script src="plotly.js"></script>' in body
     assert b"connect-src 'self'" in body
     status, headers, body = get(url, "/plotly.js")
-    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/javascript")
     assert body.decode("utf-8") == get_plotlyjs()
     assert get(url, "/nothing")[0] == 404
 
@@ -103,7 +105,8 @@ def test_late_joiner_gets_the_history_then_live_epochs(monitor: fl.Monitor) -> N
     stream = open_stream(url)
     history = read_events(stream, 4)
     assert [kind for kind, _ in history] == ["meta", "epoch", "epoch", "epoch"]
-    assert history[0][1]["total_epochs"] == 50 and history[0][1]["title"] == "run"
+    assert history[0][1]["total_epochs"] == 50
+    assert history[0][1]["title"] == "run"
     assert [data["epoch"] for _, data in history[1:]] == [1, 2, 3]
     assert [data["metrics"]["loss"] for _, data in history[1:]] == [1.0, 0.5, 0.25]
     assert history[3][1]["text"]["metrics"]["loss"] == "0.2500"
@@ -226,7 +229,7 @@ def test_serve_is_checked(monitor: fl.Monitor) -> None:
     assert url in str(caught.value)
     other = fl.Monitor(2, output=io.StringIO(), resources=False)
     port = urlsplit(url).port
-    with pytest.raises(OSError, match="cannot listen on 127.0.0.1") as refused:
+    with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1") as refused:
         other.serve(port=port or 0)
     assert "port=0 for a free one" in str(refused.value)
     other.finish()
@@ -239,7 +242,7 @@ def test_hostile_metric_names_are_escaped(monitor: fl.Monitor) -> None:
     try:
         url = monitor.serve()
         monitor.log(1, {HOSTILE: 1.0})
-        status, _, body = get(url, "/")
+        _status, _, body = get(url, "/")
         page = body.decode("utf-8")
         assert "<img src=x" not in page
         assert "&lt;/script&gt;&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page

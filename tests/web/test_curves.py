@@ -53,7 +53,10 @@ def test_hostile_names_and_titles_are_escaped() -> None:
 
 def test_script_json_escapes_what_could_end_a_script() -> None:
     text = script_json({"a": "</script>&\u2028"})
-    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert "<" not in text
+    assert ">" not in text
+    assert "&" not in text
+    assert "\u2028" not in text
     assert json.loads(text) == {"a": "</script>&\u2028"}
     with pytest.raises(ValueError, match="JSON"):
         script_json({"a": float("nan")})
@@ -131,7 +134,8 @@ def test_curves_page_draws_offline_in_chromium(browser: Any, tmp_path: Path) -> 
         hover = watch.page.evaluate(
             "() => document.querySelector('#curves .hoverlayer').textContent"
         )
-        assert "loss: 0.6000" in hover and "accuracy: 0.5000" in hover, hover
+        assert "loss: 0.6000" in hover, hover
+        assert "accuracy: 0.5000" in hover, hover
         assert watch.requests == [out.as_uri()]
         assert watch.errors == []
     finally:

@@ -25,13 +25,16 @@ window.flowdlCharts = (function () {
 
   /* Draw (or redraw) line charts in `element`.
      series: [{name, x: [epoch...], y: [value or null...], text: [formatted value...]}]
-     options: {xTitle, yTitle, palette, height, yRange, logToggle, showLegend} */
+     options: {xTitle, yTitle, palette, height, yRange, yFromZero, logToggle, showLegend} */
   function draw(element, series, options) {
     const opts = options || {};
     const colors = opts.palette && opts.palette.length ? opts.palette : ["#636EFA"];
     let longest = 0;
+    let first = Infinity;
+    let last = -Infinity;
     const traces = series.map(function (s, i) {
       longest = Math.max(longest, s.x.length);
+      for (const x of s.x) { first = Math.min(first, x); last = Math.max(last, x); }
       return {
         type: "scatter",
         mode: s.x.length > 40 ? "lines" : "lines+markers",
@@ -62,6 +65,8 @@ window.flowdlCharts = (function () {
         title: {text: plain(opts.xTitle || "Epoch")},
         tickformat: "d",
         dtick: longest <= 12 ? 1 : undefined,
+        // epochs count from 1: no tick at 0, half an epoch of room on each side
+        range: first <= last ? [first - 0.5, last + 0.5] : undefined,
         gridcolor: "#e5e7eb",
         zeroline: false,
       },
@@ -70,6 +75,7 @@ window.flowdlCharts = (function () {
         gridcolor: "#e5e7eb",
         zeroline: false,
         range: opts.yRange,
+        rangemode: opts.yFromZero ? "tozero" : "normal",
         type: element.getAttribute("data-scale") === "log" ? "log" : "linear",
       },
     };

@@ -149,7 +149,7 @@
         s.y = s.y.map(function (v) { return v === null ? null : v / GIB; });
         return s;
       });
-    flowdlCharts.draw(byId("resource-memory"), memory, {height: 240, showLegend: true, palette: palette});
+    flowdlCharts.draw(byId("resource-memory"), memory, {height: 240, showLegend: true, palette: palette, yFromZero: true});
   }
 
   function renderGraph() {
