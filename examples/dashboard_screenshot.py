@@ -5,7 +5,8 @@ data, watched in headless Chromium through `fl.Monitor.serve`. Needs Playwright 
 a Chromium binary (``pip install -e ".[test]"``, ``apt-get install chromium``); no
 browser is downloaded.
 
-    python examples/dashboard_screenshot.py [--out docs/dashboard.png] [--chromium PATH]
+    python examples/dashboard_screenshot.py [--out docs/dashboard.png] [--epochs 20]
+                                            [--samples 4096] [--chromium PATH]
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from torch.utils.data import DataLoader, TensorDataset
 import flowdl as fl
 
 ROOT = Path(__file__).resolve().parent.parent
-EPOCHS = 20
 
 
 def model() -> fl.Graph:
@@ -45,19 +45,23 @@ def data(n: int, generator: torch.Generator) -> TensorDataset:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=4096, help="training samples")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    train = DataLoader(data(4096, generator), batch_size=64, shuffle=True, generator=generator)
+    train = DataLoader(
+        data(args.samples, generator), batch_size=64, shuffle=True, generator=generator
+    )
     valid = data(1024, generator)
     graph = model()
     optimizer = torch.optim.Adam(graph.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, EPOCHS)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)
 
-    monitor = fl.Monitor(EPOCHS, title="flowdl demo: [a, b] -> [a, a + b]")
+    monitor = fl.Monitor(args.epochs, title="flowdl demo: [a, b] -> [a, a + b]")
     monitor.watch(graph)
     url = monitor.serve()
     with sync_playwright() as playwright:
@@ -68,7 +72,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         page.wait_for_function("() => window.flowdlDashboard.connection === 'live'")
-        for epoch in range(1, EPOCHS + 1):
+        for epoch in range(1, args.epochs + 1):
             graph.train()
             total = 0.0
             for x, y in train:
@@ -82,10 +86,8 @@ def main() -> None:
                 val_loss = nn.functional.mse_loss(graph(valid.tensors[0]), valid.tensors[1])
             lr = schedule.get_last_lr()[0]
             schedule.step()
-            monitor.log(
-                epoch, {"loss": total / len(train.dataset), "val_loss": val_loss, "lr": lr}
-            )
-        page.wait_for_function(f"() => window.flowdlDashboard.epochs.size === {EPOCHS}")
+            monitor.log(epoch, {"loss": total / len(train.dataset), "val_loss": val_loss, "lr": lr})
+        page.wait_for_function(f"() => window.flowdlDashboard.epochs.size === {args.epochs}")
         page.wait_for_timeout(800)  # let the charts settle
         drawn = page.locator("#graph-panel img").count() > 0
         # without a drawing (no Graphviz), the photograph stops above the graph panel
