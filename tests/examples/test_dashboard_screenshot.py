@@ -18,9 +18,9 @@ def test_the_script_photographs_a_drawn_dashboard(tmp_path: Path) -> None:
     if chromium is None:
         pytest.skip("Chromium is not installed (apt-get install chromium) - browser tests skipped")
     out = tmp_path / "dashboard.png"
+    options = ["--epochs", "3", "--samples", "256", "--out", str(out), "--chromium", chromium]
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--epochs", "3", "--samples", "256", "--out", str(out)]
-        + ["--chromium", chromium],
+        [sys.executable, str(SCRIPT), *options],
         capture_output=True,
         text=True,
         check=False,
