@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from flowdl._errors import _render
+from flowdl._format import format_duration
 from flowdl._monitor.eta import EtaEstimator
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
@@ -57,11 +58,11 @@ class Monitor:
         >>> for epoch in range(1, 4):
         ...     loss = 1.0 / epoch                      # ... train one epoch ...
         ...     monitor.log(epoch, {"loss": loss})
-        epoch 1/3  loss=1.0000  [...ms, ETA ...]
-        epoch 2/3  loss=0.5000  [...ms, ETA ...]
-        epoch 3/3  loss=0.3333  [...ms, done]
+        epoch 1/3  loss=1.0000  [..., ETA ...]
+        epoch 2/3  loss=0.5000  [..., ETA ...]
+        epoch 3/3  loss=0.3333  [..., done]
         >>> monitor.finish()
-        done: 3/3 epochs in ...ms  loss=0.3333
+        done: 3/3 epochs in ...  loss=0.3333
     """
 
     def __init__(
@@ -203,14 +204,10 @@ class Monitor:
         elapsed = self._clock() - self._started
         final = self._records[-1].metrics if self._records else {}
         segments = summary_line(len(self._records), self.total_epochs, elapsed, final)
-        record = EpochRecord(len(self._records), 0.0, elapsed, 0.0, final)
         self._hub.set_finish(
             {
                 "epochs": len(self._records),
-                "text": {
-                    "summary": plain(segments),
-                    "elapsed": record.event(self.total_epochs)["text"]["elapsed"],
-                },
+                "text": {"summary": plain(segments), "elapsed": format_duration(elapsed)},
             }
         )
         self._writer.write(segments)

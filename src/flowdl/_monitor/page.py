@@ -9,8 +9,8 @@ from flowdl._web.page_parts import (
     LIVE_POLICY,
     OFFLINE_POLICY,
     charts_script,
+    head,
     inline_plotly,
-    style,
     template,
 )
 
@@ -45,11 +45,10 @@ def dashboard_page(
         boot["events"] = events
     plotly = '<script src="plotly.js"></script>' if live else f"<script>{inline_plotly()}</script>"
     return template("dashboard.html").substitute(
-        csp=LIVE_POLICY if live else OFFLINE_POLICY,
+        head=head(title, LIVE_POLICY if live else OFFLINE_POLICY),
         title=html_text(title),
         status="connecting" if live else "snapshot",
         total=total_epochs,
-        style=style(),
         plotly=plotly,
         charts=charts_script(),
         boot=script_json(boot),

@@ -16,9 +16,9 @@ from flowdl._web.files import write_text_atomic
 from flowdl._web.page_parts import (
     OFFLINE_POLICY,
     charts_script,
+    head,
     inline_plotly,
     plot_values,
-    style,
     template,
 )
 
@@ -77,10 +77,9 @@ def curves_page(
         "palette": palette(len(drawn)),
     }
     return template("curves.html").substitute(
-        csp=OFFLINE_POLICY,
+        head=head(title, OFFLINE_POLICY),
         title=html_text(title),
         subtitle=html_text(subtitle),
-        style=style(),
         plotly=inline_plotly(),
         charts=charts_script(),
         table=_summary_table(checked),

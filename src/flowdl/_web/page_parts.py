@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from string import Template
 
 from flowdl._format import format_metric
-from flowdl._web.assets import plotly_js, safe_inline_script, static_text
+from flowdl._web.assets import html_text, plotly_js, safe_inline_script, static_text
 
 # An offline page loads nothing: scripts and styles are inline, images are data URLs.
 OFFLINE_POLICY = (
@@ -19,6 +19,28 @@ LIVE_POLICY = (
     "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:; connect-src 'self'"
 )
+
+
+_HEAD = Template(
+    """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="$csp">
+<title>$title</title>
+<style>$style</style>"""
+)
+
+
+def head(title: str, policy: str) -> str:
+    """The start of every page, up to the style sheet: `title` is escaped here.
+
+    Example:
+        >>> "<title>a &lt;b&gt;</title>" in head("a <b>", OFFLINE_POLICY)
+        True
+    """
+    return _HEAD.substitute(csp=policy, title=html_text(title), style=style())
 
 
 def template(name: str) -> Template:

@@ -7,6 +7,8 @@ window.flowdlCharts = (function () {
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
+  const DASHES = ["solid", "dash", "dot", "dashdot"];
+
   /* A "log scale" checkbox before `element`; the choice survives redraws. */
   function scaleToggle(element) {
     if (element.previousElementSibling && element.previousElementSibling.className === "scale") return;
@@ -43,7 +45,8 @@ window.flowdlCharts = (function () {
         y: s.y,
         customdata: s.text,
         hovertemplate: "%{fullData.name}: %{customdata}<extra></extra>",
-        line: {color: colors[i % colors.length], width: 2},
+        // past the palette, the colours come back dashed, then dotted
+        line: {color: colors[i % colors.length], width: 2, dash: DASHES[Math.floor(i / colors.length) % DASHES.length]},
         marker: {size: 5},
         connectgaps: false,
       };
