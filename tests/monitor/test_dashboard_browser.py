@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import flowdl as fl
 from tests.browser import PageWatch, colour_pixels, plot_area_png
@@ -90,7 +91,14 @@ def test_live_page_draws_epochs_logged_after_it_connected(browser: Any) -> None:
         watch.close()
 
 
-def test_saved_page_draws_offline(browser: Any, tmp_path: Path) -> None:
+def test_saved_page_draws_offline(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as on a CUDA machine: the GPU memory figures join the resources
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: 3 * 2**30)
     monitor = fl.Monitor(5, output=io.StringIO(), title="saved run")
     for epoch in range(1, 6):
         monitor.log(epoch, {"loss": 2.0 / epoch, "accuracy": epoch / 5})
@@ -111,6 +119,11 @@ def test_saved_page_draws_offline(browser: Any, tmp_path: Path) -> None:
         assert pixels > 100, f"only {pixels} pixels of the loss line in the plot area"
         assert watch.page.inner_text("#status").startswith("snapshot of ")
         assert watch.page.inner_text("#eta") == "done"
+        memory = watch.page.evaluate(
+            "() => document.getElementById('resource-memory').data.map(t => [t.name, t.y[0]])"
+        )
+        assert memory[1:] == [["GPU allocated", 1.0], ["GPU reserved", 3.0]]  # GiB
+        assert "GPU reserved 3.0 GiB" in watch.page.inner_text("#resource-now")
         assert watch.requests == [saved.as_uri()]  # offline: the page loads nothing else
         assert watch.errors == []
     finally:
