@@ -167,20 +167,19 @@ def _unreadable(where: str, error: OSError) -> CheckpointError:
 
 
 def _parse_header(data: bytes, where: str, whole_file: bool) -> dict[str, Any]:
-    foreign = _foreign_kind(data)
-    if foreign is not None:
-        raise CheckpointError(
-            f"this is not a flowdl checkpoint: it looks like {foreign}",
-            path=where,
-            expected="a file written by fl.save_checkpoint (safetensors with flowdl metadata)",
-            received=foreign,
-            fix=_foreign_fix(foreign),
-        )
-    if len(data) < 8:
-        raise _truncated(where, f"the file has {len(data)} bytes, fewer than a header's 8")
-    length = int.from_bytes(data[:8], "little")
-    looks_like_header = data[8:9] == b"{"
-    if not looks_like_header or length < 2 or length > _MAX_HEADER:
+    length = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+    if not (data[8:9] == b"{" and 2 <= length <= _MAX_HEADER):
+        foreign = _foreign_kind(data)
+        if foreign is not None:
+            raise CheckpointError(
+                f"this is not a flowdl checkpoint: it looks like {foreign}",
+                path=where,
+                expected="a file written by fl.save_checkpoint (safetensors with flowdl metadata)",
+                received=foreign,
+                fix=_foreign_fix(foreign),
+            )
+        if len(data) < 8:
+            raise _truncated(where, f"the file has {len(data)} bytes, fewer than a header's 8")
         raise CheckpointError(
             "this is not a flowdl checkpoint: it does not start with a safetensors header",
             path=where,
@@ -304,7 +303,7 @@ def _foreign_kind(data: bytes) -> str | None:
 
 
 def _foreign_fix(kind: str) -> str:
-    if "pickle" in kind or "zip" in kind:
+    if "pickle" in kind or "zip archive" in kind:
         return (
             "flowdl never unpickles (loading a pickle can run code); load it with "
             "torch.load(path, weights_only=True) if you trust it, then "

@@ -43,11 +43,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 def structural_hash(model: nn.Module) -> str:
     """The SHA-256 (64 hex digits) of a model's structure.
 
-    For an `fl.Graph`: its nodes in order (kind, id, the structure of each node's
-    module, which node shares a module with an earlier one), its edges (each node's
-    inputs, forward-reference state from writer to reader, the output), its own
-    parameters and buffers, and the hashes of nested modules and graphs. The label
-    and tag names are not included. For any other `nn.Module`: its type name, the
+    For an `fl.Graph`: its nodes in order (kind; for nodes with a module, the node
+    id, which names the module in the state dict, and the module's structure, or
+    the earlier node it shares the module with), its edges (each node's inputs,
+    forward-reference state from writer to reader, the output), its own parameters
+    and buffers, and the hashes of nested modules and graphs. The label, tag names
+    and input names are not included. For any other `nn.Module`: its type name, the
     names and shapes of its parameters and persistent buffers, and the structure of
     its children, by name, recursively (a nested `fl.Graph` by its graph hash).
 
@@ -124,7 +125,8 @@ class _Hasher:
             module = node.module
             entry: dict[str, Any] = {
                 "kind": node.kind.value,
-                "id": node.id,
+                # Inputs and state reads are named after input names and tags: no id.
+                "id": node.id if module is not None else None,
                 "inputs": list(node.inputs),
                 "streams": node.n_stream,
                 "like": node.like,

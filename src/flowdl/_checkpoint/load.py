@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -209,13 +210,13 @@ def _kind(dtype: torch.dtype) -> str:
 
 def _differences(report: LoadReport) -> str:
     parts = []
-    for title, items in (
-        ("missing from the checkpoint", list(report.missing)),
-        ("not in the model", list(report.unexpected)),
-        ("mismatched", [str(m) for m in report.mismatched]),
+    for title, items, comma in (
+        ("missing from the checkpoint", list(report.missing), ", "),
+        ("not in the model", list(report.unexpected), ", "),
+        ("mismatched", [str(m) for m in report.mismatched], "; "),
     ):
         if items:
-            shown = ", ".join(items[:_LISTED]) + (", ..." if len(items) > _LISTED else "")
+            shown = comma.join(items[:_LISTED]) + (comma + "..." if len(items) > _LISTED else "")
             parts.append(f"\n{title} ({len(items)}): {shown}")
     return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"
 
@@ -268,5 +269,6 @@ def _apply(
         model.load_state_dict({**values, **objects}, strict=False)
     except BaseException:
         for target, state in reversed(undo):
-            target.load_state_dict(state)
+            with contextlib.suppress(Exception):  # the original failure is the one to see
+                target.load_state_dict(state)
         raise

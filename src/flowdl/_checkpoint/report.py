@@ -61,13 +61,13 @@ class LoadReport:
             f"loaded {len(self.loaded)} tensors"
             + ("" if self.hash_matched else " (the structural hash differs)")
         ]
-        for title, items in (
-            ("missing from the checkpoint", self.missing),
-            ("not in the model", self.unexpected),
-            ("mismatched", tuple(str(m) for m in self.mismatched)),
+        for title, items, comma in (
+            ("missing from the checkpoint", self.missing, ", "),
+            ("not in the model", self.unexpected, ", "),
+            ("mismatched", tuple(str(m) for m in self.mismatched), "; "),
         ):
             if items:
-                lines.append(f"{title}: {', '.join(items)}")
+                lines.append(f"{title}: {comma.join(items)}")
         return "\n".join(lines)
 
 
