@@ -14,7 +14,7 @@ Example:
     torch.Size([4, 2])
 """
 
-from flowdl import protocols
+from flowdl import data, protocols
 from flowdl._builder.flow import Flow, NodeLike
 from flowdl._builder.open_builders import LoopBuilder, MapBuilder
 from flowdl._checkpoint.errors import CheckpointError
@@ -62,6 +62,7 @@ __all__ = [
     "TopKRouter",
     "__version__",
     "checkpoint_info",
+    "data",
     "load_checkpoint",
     "protocols",
     "save_checkpoint",

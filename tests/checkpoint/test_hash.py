@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from tests.checkpoint.helpers import TiedLM, encoder, reused_module_graph, rich_
 from tests.support import Mix
 
 h = fl.structural_hash
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_plain_module_hash_is_sha256_of_its_documented_structure() -> None:
@@ -42,7 +44,7 @@ def test_the_hash_is_the_same_in_another_process() -> None:
         "print(fl.structural_hash(rich_graph()))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="."
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert done.stdout.strip() == h(rich_graph())
 
