@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from flowdl._describe import plural
 from flowdl.data._errors import DatasetError
 from flowdl.data._files import describe_start, read_bytes
 from flowdl.data._images import ImageDataset
@@ -88,8 +89,8 @@ def _batch(path: str) -> torch.Tensor:
             "this is not a whole number of CIFAR-10 records" + hint,
             path=path,
             expected="a multiple of 3073 bytes (10,000 records: 30,730,000 bytes)",
-            received=f"{len(data)} bytes = {len(data) // RECORD} records and "
-            f"{len(data) % RECORD} bytes",
+            received=f"{len(data)} bytes = {plural(len(data) // RECORD, 'record')} and "
+            f"{plural(len(data) % RECORD, 'byte')}",
             fix="the file is truncated or of another format; download it again",
         )
     records = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(-1, RECORD)

@@ -91,7 +91,10 @@ def _labels(path: str) -> torch.Tensor:
 
 
 def _check_magic(data: bytes, path: str, magic: int, kind: str, header: int) -> None:
-    if len(data) < header:
+    found = int.from_bytes(data[:4], "big")
+    if found == magic or len(data) < 4:
+        if len(data) >= header:
+            return
         raise DatasetError(
             f"the MNIST {kind} file is too short for its header",
             path=path,
@@ -99,9 +102,6 @@ def _check_magic(data: bytes, path: str, magic: int, kind: str, header: int) -> 
             received=f"{len(data)} bytes",
             fix="the file is truncated; download it again",
         )
-    found = int.from_bytes(data[:4], "big")
-    if found == magic:
-        return
     other = {IMAGES_MAGIC: "an IDX image file", LABELS_MAGIC: "an IDX label file"}.get(found)
     swap = " (the image and label paths are swapped?)" if other else ""
     raise DatasetError(
