@@ -92,6 +92,24 @@ def save_checkpoint(
             received=f"epoch={epoch!r} ({type(epoch).__name__})",
             fix="pass the epoch number as an int; other values can go in another extra",
         )
+    try:
+        data = _pack(model, optimizer, scheduler, epoch, extra)
+    except CheckpointError as error:  # name the file in what the encoder found
+        raise CheckpointError(
+            error.problem, path=str(path), expected=error.expected,
+            received=error.received, fix=error.fix,
+        ) from None  # fmt: skip
+    write_atomically(path, data)
+
+
+def _pack(
+    model: nn.Module,
+    optimizer: Optimizer | None,
+    scheduler: scheduler_state.Stateful | None,
+    epoch: int | None,
+    extra: dict[str, Any],
+) -> bytes:
+    """The bytes of the checkpoint file."""
     target = unwrap(model)
     tensors: dict[str, Tensor] = {}
     document: dict[str, Any] = {
@@ -110,7 +128,7 @@ def save_checkpoint(
         document["optimizer"] = optimizer_state.capture(optimizer, names, tensors)
     if scheduler is not None:
         document["scheduler"] = scheduler_state.capture(scheduler, tensors)
-    write_atomically(path, pack(tensors, document))
+    return pack(tensors, document)
 
 
 def _capture_model(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Any]:
