@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
         f"(default: {DEFAULT_DATA})",
     )
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument(

@@ -89,6 +89,16 @@ def test_a_data_loader_stacks_batches(tmp_path: Path, pixels: torch.Tensor) -> N
     assert torch.equal(images[:, 0], pixels[:4].to(torch.float32) / 255)
 
 
+def test_batched_reads_agree_with_single_reads(tmp_path: Path, pixels: torch.Tensor) -> None:
+    data = fl.data.mnist(*files(tmp_path, idx_images(pixels), idx_labels(LABELS),
+                                gzip_images=False, gzip_labels=False))  # fmt: skip
+    batch = data.__getitems__([4, 0, 2])
+    for (image, label), index in zip(batch, [4, 0, 2], strict=True):
+        single_image, single_label = data[index]
+        assert torch.equal(image, single_image)
+        assert torch.equal(label, single_label)
+
+
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
