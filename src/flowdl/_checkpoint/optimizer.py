@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from flowdl._checkpoint.encoding import decode, encode
-from flowdl._checkpoint.errors import CheckpointError
+from flowdl._checkpoint.errors import CheckpointError, check_component
 
 PREFIX = "optimizer"
 
@@ -65,24 +65,9 @@ def prepare(
         CheckpointError: it does not fit (another optimizer type, other parameters,
             or parameters that were not loaded from the checkpoint).
     """
-    kind = type(optimizer).__qualname__
-    if saved is None:
-        raise CheckpointError(
-            "the checkpoint has no optimizer state",
-            path=where,
-            expected=f"the state of a {kind}",
-            received="a checkpoint saved without optimizer=...",
-            fix="load without optimizer=..., or save the checkpoint with the optimizer",
-        )
-    if saved["type"] != kind:
-        raise CheckpointError(
-            f"the checkpoint holds the state of a {saved['type']}, not of a {kind}",
-            path=where,
-            expected=f"a {kind}'s state",
-            received=f"a {saved['type']}'s state",
-            fix=f"create the optimizer as torch.optim.{saved['type']}(...) before loading, "
-            "or load without optimizer=...",
-        )
+    saved = check_component(
+        saved, optimizer, "optimizer", "create the optimizer as torch.optim.{}(...)", where
+    )
     _check_layout(_layout(optimizer, names), saved["parameters"], where)
     for group in saved["parameters"]:
         for name, _ in group:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from flowdl._checkpoint.encoding import decode, encode
-from flowdl._checkpoint.errors import CheckpointError
+from flowdl._checkpoint.errors import CheckpointError, check_component
 
 PREFIX = "scheduler"
 
@@ -47,23 +47,7 @@ def prepare(
     Raises:
         CheckpointError: the checkpoint has no scheduler state, or another scheduler's.
     """
-    kind = type(scheduler).__qualname__
-    if saved is None:
-        raise CheckpointError(
-            "the checkpoint has no scheduler state",
-            path=where,
-            expected=f"the state of a {kind}",
-            received="a checkpoint saved without scheduler=...",
-            fix="load without scheduler=..., or save the checkpoint with the scheduler",
-        )
-    if saved["type"] != kind:
-        raise CheckpointError(
-            f"the checkpoint holds the state of a {saved['type']}, not of a {kind}",
-            path=where,
-            expected=f"a {kind}'s state",
-            received=f"a {saved['type']}'s state",
-            fix=f"create a {saved['type']} before loading, or load without scheduler=...",
-        )
+    saved = check_component(saved, scheduler, "scheduler", "create a {}", where)
     state = decode(saved["state"], tensors)
     if not isinstance(state, dict):
         raise CheckpointError(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flowdl._errors import _render
+from flowdl._file_error import FileError
 
 
-class DatasetError(ValueError):
-    """A dataset file is missing, of another format, damaged or truncated.
+class DatasetError(FileError):
+    """A dataset file is missing, of another format, damaged or truncated (a `ValueError`).
 
     Attributes:
         problem: one line saying what went wrong.
@@ -15,24 +15,3 @@ class DatasetError(ValueError):
         received: what it found.
         fix: how to fix it.
     """
-
-    def __init__(
-        self,
-        problem: str,
-        *,
-        path: str | None = None,
-        expected: str | None = None,
-        received: str | None = None,
-        fix: str | None = None,
-    ) -> None:
-        self.problem = problem
-        self.path = path
-        self.expected = expected
-        self.received = received
-        self.fix = fix
-        super().__init__(
-            _render(
-                problem,
-                [("file", path), ("expected", expected), ("received", received), ("fix", fix)],
-            )
-        )
