@@ -1,19 +1,19 @@
-"""Writing files all at once: a reader sees the old file or the new one, never half of one."""
+"""Writing text files all at once: a reader sees the old file or the new one, never half."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
+
+from flowdl._checkpoint.atomic import write_atomically
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` (UTF-8) to `path` through a temporary file and `os.replace`.
+    """Write `text` (UTF-8) to `path` atomically, with `write_atomically`.
 
-    The temporary file lives in the same folder, is flushed to disk before the
-    rename, and is removed if anything fails, so a crash never leaves a truncated
-    file where a good one was.
+    The text goes into a temporary file in the same folder, flushed to disk, then
+    renamed over `path`; on any failure the temporary file is removed and `path` is
+    left as it was, so a crash never leaves a truncated page or CSV behind.
 
     Args:
         path: the file to write; its folder must exist.
@@ -41,17 +41,5 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
         )
     if target.is_dir():
         raise IsADirectoryError(f"cannot write {str(target)!r}: it is a folder; give a file name")
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    write_atomically(target, text.encode("utf-8"))
     return target
