@@ -26,6 +26,7 @@ from flowdl._checkpoint.save import save_checkpoint
 from flowdl._context import Context
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._executor.graph import Graph
+from flowdl._monitor.monitor import Monitor
 from flowdl._nodes.halts import LearnedHalt, ThresholdHalt
 from flowdl._nodes.merge import Add, Cat, Mean
 from flowdl._nodes.reshape import Reshape
@@ -53,6 +54,7 @@ __all__ = [
     "LoopBuilder",
     "MapBuilder",
     "Mean",
+    "Monitor",
     "NodeLike",
     "Reshape",
     "SigmoidRouter",
