@@ -89,6 +89,8 @@ def _draw(writer: DotWriter, part: Part, timing: NodeTiming | None, heat_max: fl
             lines.append(part.kind)
         lines += [*parameter_lines(part.params), *_tag_line(part), *time_line]
         attributes = {**NODE_STYLES[part.style], "label": label(lines)}
+        if part.style in ("router", "selector"):
+            attributes["ordering"] = "out"  # experts and branches left to right, in order
         if part.fn is not None:
             attributes["tooltip"] = f"{part.name}: {describe_module(part.fn)}"
         if timing is not None:

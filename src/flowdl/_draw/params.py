@@ -83,7 +83,7 @@ class ParameterCounter:
         if earlier is None:
             self._modules[id(fn)] = name
             self._alive.append(fn)
-        return earlier
+        return None if earlier == name else earlier
 
     def take(self, name: str, fn: Any, extra: Iterable[Tensor] = ()) -> ParameterCount:
         """Count the parameters of `fn` (a module; callables have none) and `extra`."""
