@@ -31,9 +31,13 @@ def read_head(dim: int) -> fl.Graph:
 
 def ffn_block(dim: int) -> fl.Graph:
     """A labelled nested graph, ``Linear -> GELU -> LayerNorm``: the body of a loop."""
-    return fl.Flow(nn.Linear(dim, dim)).through(nn.GELU()).through(nn.LayerNorm(dim)).label(
-        "ffn"
-    ).build()
+    return (
+        fl.Flow(nn.Linear(dim, dim))
+        .through(nn.GELU())
+        .through(nn.LayerNorm(dim))
+        .label("ffn")
+        .build()
+    )
 
 
 class Mix(nn.Module):

@@ -82,7 +82,8 @@ def parse(text: str) -> Dot:
         # pydot 4.0 calls pyparsing's camelCase names, which pyparsing 3.3 deprecates.
         warnings.simplefilter("ignore", DeprecationWarning)
         graphs = pydot.graph_from_dot_data(text)
-    assert graphs is not None and len(graphs) == 1, "not one digraph"
+    assert graphs is not None, "not DOT"
+    assert len(graphs) == 1, "not one digraph"
     top = graphs[0]
     dot = Dot({}, {}, [], {}, {})
 

@@ -41,14 +41,7 @@ def test_a_loop_is_drawn_once_with_its_count(finish, head: str, repeat: str) -> 
 
 
 def test_references_of_a_loop_go_to_its_body() -> None:
-    g = (
-        fl.Flow(nn.Identity())
-        .tag("x0")
-        .loop(lambda h, x0: h + x0)
-        .for_(2)
-        .using("x0")
-        .build()
-    )
+    g = fl.Flow(nn.Identity()).tag("x0").loop(lambda h, x0: h + x0).for_(2).using("x0").build()
     dot = parse(g.dot())
     (ref,) = [e for e in dot.edges if e.label == "x0"]
     assert (ref.tail, ref.head) == ("Identity_0", "loop_0.body")
@@ -81,7 +74,8 @@ def test_every_gate_expert_is_drawn() -> None:
     ]
     for i in range(3):
         (route,) = dot.edges_between("gate_0", f"gate_0.expert_{i}")
-        assert route.label == f"w[{i}]" and route.attributes["style"] == "dashed"
+        assert route.label == f"w[{i}]"
+        assert route.attributes["style"] == "dashed"
         assert dot.edges_between(f"gate_0.expert_{i}", "gate_0.out")
     (ref,) = [e for e in dot.edges if e.label == "ctx"]
     assert ref.head == "gate_0"  # references feed the router
@@ -91,8 +85,10 @@ def test_every_gate_expert_is_drawn() -> None:
 def test_a_sparse_gate_says_top_k() -> None:
     g = fl.Flow(nn.Identity()).gate(fl.TopKRouter(4, 3, 2), *(nn.Linear(4, 4) for _ in range(3)))
     dot = parse(g.build().dot())
-    assert dot.clusters["cluster_gate_0"].attributes["label"].startswith(
-        "gate_0: gate top-2 of 3 experts\n"
+    assert (
+        dot.clusters["cluster_gate_0"]
+        .attributes["label"]
+        .startswith("gate_0: gate top-2 of 3 experts\n")
     )
 
 
@@ -130,7 +126,8 @@ def test_a_map_shows_its_mode(finish, mode: str) -> None:
     assert dot.nodes["map_0"]["shape"] == "parallelogram"
     assert dot.clusters["cluster_map_0"].attributes["label"] == f"map_0: map {mode}\nΣ 6 params"
     assert dot.label("map_0.body") == "body: Linear\n6 params"
-    assert dot.edges_between("map_0", "map_0.body") and dot.edges_between("map_0.body", "map_0.out")
+    assert dot.edges_between("map_0", "map_0.body")
+    assert dot.edges_between("map_0.body", "map_0.out")
 
 
 def make_nested() -> fl.Graph:
@@ -165,9 +162,11 @@ def test_depth_closes_nested_graphs() -> None:
     assert "cluster_middle" not in closed.clusters
     assert closed.nodes["middle"]["shape"] == "folder"
     assert closed.label("middle") == "middle\nGraph 'middle'\n40 params"
-    assert closed.edges_between("Linear_0", "middle") and closed.edges_between("middle", "ReLU_0")
+    assert closed.edges_between("Linear_0", "middle")
+    assert closed.edges_between("middle", "ReLU_0")
     one = parse(g.dot(depth=1))
-    assert "cluster_middle" in one.clusters and "cluster_middle.inner" not in one.clusters
+    assert "cluster_middle" in one.clusters
+    assert "cluster_middle.inner" not in one.clusters
     assert one.label("middle.inner") == "inner\nGraph 'inner'\n20 params"
     assert parse(g.dot(depth=2)).clusters.keys() == parse(g.dot()).clusters.keys()
 

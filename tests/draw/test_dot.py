@@ -100,7 +100,8 @@ def test_output_node_follows_the_graph_output() -> None:
 def test_output_node_name_avoids_a_node_called_output() -> None:
     inner = fl.Flow(nn.Tanh()).label("output").build()
     dot = parse(fl.Flow(inner).build().dot(depth=0))
-    assert "output" in dot.nodes and dot.nodes["output"]["shape"] == "folder"
+    assert "output" in dot.nodes
+    assert dot.nodes["output"]["shape"] == "folder"
     assert dot.nodes["output_"]["shape"] == "house"
 
 
@@ -121,7 +122,8 @@ def test_using_references_are_dashed_labelled_edges() -> None:
         assert edge.attributes["style"] == "dashed"
         assert edge.label == tag
     (stream,) = dot.edges_between("Tanh_0", "lambda_0")
-    assert "style" not in stream.attributes and stream.label == ""
+    assert "style" not in stream.attributes
+    assert stream.label == ""
     assert "#orig" in dot.label("Identity_0")
     assert "#bias" in dot.label("input_bias")
 
@@ -141,7 +143,8 @@ def test_forward_references_are_dotted_state_edges() -> None:
     assert state.attributes["style"] == "dotted"
     assert state.attributes["constraint"] == "false"
     (read,) = dot.edges_between("state_memory_0", "StateAdd_0")
-    assert read.attributes["style"] == "dashed" and read.label == "memory"
+    assert read.attributes["style"] == "dashed"
+    assert read.label == "memory"
     assert dot.nodes["state_memory_0"]["shape"] == "diamond"
 
 

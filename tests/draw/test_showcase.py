@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def load_showcase() -> ModuleType:
     spec = importlib.util.spec_from_file_location("showcase", ROOT / "examples" / "showcase.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,7 +52,9 @@ def test_it_uses_every_builder_method(showcase: fl.Graph) -> None:
     public |= {n for n in dir(fl.LoopBuilder) if not n.startswith("_")}
     public |= {n for n in dir(fl.MapBuilder) if not n.startswith("_")}
     assert public <= used, public - used
-    routers = {type(n.module.router).__name__ for n in showcase._record.nodes if n.id.startswith("gate")}
+    routers = {
+        type(n.module.router).__name__ for n in showcase._record.nodes if n.id.startswith("gate")
+    }
     assert routers == {"SoftmaxRouter", "TopKRouter"}  # a dense and a sparse gate
 
 
@@ -97,7 +100,11 @@ def test_loops_show_their_counts(dot: Dot) -> None:
     assert dot.label("loop_0") == "×2"
     assert dot.label("loop_1") == "while ≤ 5"
     assert dot.label("loop_2") == "until ≤ 7"
-    repeats = {e.tail.split(".")[0]: e.label for e in dot.edges if e.attributes.get("color") == "#8e44ad" and e.head.count(".") == 0}
+    repeats = {
+        e.tail.split(".")[0]: e.label
+        for e in dot.edges
+        if e.attributes.get("color") == "#8e44ad" and e.head.count(".") == 0
+    }
     assert repeats == {"loop_0": "×2", "loop_1": "≤ 5", "loop_2": "≤ 7"}
     # the loop body is a nested graph drawn once, not once per iteration
     assert sum(1 for n in dot.nodes if n.endswith("GELU_0") and within(n, "loop_0")) == 1
@@ -135,7 +142,9 @@ def test_the_drawing_has_one_node_per_record_node_kind(showcase: fl.Graph, dot: 
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
-def test_the_script_writes_dot_and_both_svgs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_script_writes_dot_and_both_svgs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert load_showcase().main([str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "showcase-profile.svg",
@@ -146,4 +155,6 @@ def test_the_script_writes_dot_and_both_svgs(tmp_path: Path, capsys: pytest.Capt
     assert "Forward: " in (tmp_path / "showcase-profile.svg").read_text()
     parse((tmp_path / "showcase.dot").read_text())
     out = capsys.readouterr().out
-    assert "Graph 'showcase'" in out and "Forward:" in out and "wrote " in out
+    assert "Graph 'showcase'" in out
+    assert "Forward:" in out
+    assert "wrote " in out

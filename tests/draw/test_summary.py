@@ -100,7 +100,8 @@ def test_output_shapes_come_from_the_last_forward() -> None:
     assert {r.output_shape for r in g.summary().rows} == {None}
     g(torch.randn(5, 2))
     shapes = {r.name: r.output_shape for r in g.summary().rows}
-    assert shapes["Linear_0"] == (5, 4) and shapes["loop_0"] == (5, 4)  # tagged
+    assert shapes["Linear_0"] == (5, 4)
+    assert shapes["loop_0"] == (5, 4)
     assert shapes["gate_0"] is None  # untagged, not profiled
     g.enable_profiling()
     g(torch.randn(6, 2))

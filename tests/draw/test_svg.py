@@ -33,7 +33,9 @@ def small() -> fl.Graph:
 def test_svg_is_rendered_by_graphviz(tmp_path: Path) -> None:
     g = small()
     text = g.svg()
-    assert text.lstrip().startswith("<?xml") and "<svg" in text and text.rstrip().endswith("</svg>")
+    assert text.lstrip().startswith("<?xml")
+    assert "<svg" in text
+    assert text.rstrip().endswith("</svg>")
     assert "router: SoftmaxRouter" in text
     assert "#we&quot;ird\\N" in text  # shown as written: no DOT escape (\N is the node name)
     path = tmp_path / "g.svg"
@@ -58,7 +60,7 @@ def test_profiled_svg(tmp_path: Path) -> None:
     g(torch.randn(3, 2))
     text = g.svg(tmp_path / "p.svg", profile=True)
     assert "Forward: " in text
-    assert "#27ae60" in text or "#e74c3c" in text or "fill=\"#" in text
+    assert "#27ae60" in text or "#e74c3c" in text or 'fill="#' in text
 
 
 def test_missing_graphviz_says_how_to_install_it(
@@ -71,7 +73,8 @@ def test_missing_graphviz_says_how_to_install_it(
     assert isinstance(caught.value, GraphvizError)
     message = str(caught.value)
     assert "needs Graphviz's `dot` program, which is not on PATH" in message
-    assert "apt-get install graphviz" in message and "brew install graphviz" in message
+    assert "apt-get install graphviz" in message
+    assert "brew install graphviz" in message
     assert "g.dot()" in message
     assert not list(tmp_path.iterdir())  # nothing written
     assert g.dot().startswith("digraph")  # DOT text needs nothing

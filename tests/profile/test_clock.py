@@ -7,7 +7,7 @@ it converts) without a device.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -30,7 +30,7 @@ class FakeStream:
 class FakeEvent:
     """A timing event that reads `FakeTime` when recorded."""
 
-    log: list[str] = []
+    log: ClassVar[list[str]] = []
 
     def __init__(self, enable_timing: bool = False) -> None:
         assert enable_timing
@@ -45,7 +45,8 @@ class FakeEvent:
 
     def elapsed_time(self, end: FakeEvent) -> float:
         assert "synchronize" in FakeEvent.log, "elapsed_time before the GPU finished"
-        assert self.time is not None and end.time is not None
+        assert self.time is not None
+        assert end.time is not None
         return (end.time - self.time) * 1000.0  # milliseconds, as CUDA reports them
 
 
@@ -79,8 +80,11 @@ def test_the_clock_follows_the_first_tensor_input(fake_cuda: None) -> None:
     assert isinstance(clock_for([torch.zeros(1)]), CpuClock)
     assert isinstance(clock_for([3, None]), CpuClock)
     cuda = clock_for([2, torch.zeros(1).as_subclass(CudaLooking)])
-    assert isinstance(cuda, CudaClock) and cuda.device == "cuda:0"
-    assert isinstance(clock_for([torch.zeros(1), torch.zeros(1).as_subclass(CudaLooking)]), CpuClock)
+    assert isinstance(cuda, CudaClock)
+    assert cuda.device == "cuda:0"
+    assert isinstance(
+        clock_for([torch.zeros(1), torch.zeros(1).as_subclass(CudaLooking)]), CpuClock
+    )
 
 
 def test_cuda_clock_converts_milliseconds_and_waits_once(fake_cuda: None) -> None:
@@ -106,7 +110,8 @@ def test_a_profiled_forward_on_cuda_uses_events_only(
     g(torch.ones(1))
     assert FakeEvent.log == ["synchronize"]  # one wait, after the last node
     p = g.profile()
-    assert p is not None and p.device == "cuda:0"
+    assert p is not None
+    assert p.device == "cuda:0"
     assert [(n.id, n.seconds) for n in p.nodes] == [
         ("Tick_0", 0.5),
         ("Tick_1", 1.0),
@@ -137,5 +142,7 @@ def test_on_a_real_gpu() -> None:
     g.enable_profiling()
     g(torch.randn(32, 64, device="cuda"))
     p = g.profile()
-    assert p is not None and p.device.startswith("cuda")
-    assert all(n.seconds > 0 for n in p.nodes) and g.timing("act") > 0
+    assert p is not None
+    assert p.device.startswith("cuda")
+    assert all(n.seconds > 0 for n in p.nodes)
+    assert g.timing("act") > 0

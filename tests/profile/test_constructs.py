@@ -92,7 +92,11 @@ def test_a_loop_is_timed_with_all_its_iterations(monkeypatch: pytest.MonkeyPatch
     g(torch.ones(4, 1))
     p = g.profile()
     assert p is not None
-    assert [(n.id, n.seconds) for n in p.nodes] == [("Tick_0", 1.0), ("loop_0", 6.0), ("map_0", 2.0)]
+    assert [(n.id, n.seconds) for n in p.nodes] == [
+        ("Tick_0", 1.0),
+        ("loop_0", 6.0),
+        ("map_0", 2.0),
+    ]
     assert p.total_seconds == 9.0
     assert [lv.wall_seconds for lv in p.levels] == [1.0, 6.0, 2.0]
 

@@ -42,7 +42,7 @@ def clock_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             return real()
 
         monkeypatch.setattr(time, name, counted)
-    yield reads
+    return reads
 
 
 def test_disabled_by_default_and_free(clock_reads: list[str]) -> None:
@@ -55,7 +55,8 @@ def test_disabled_by_default_and_free(clock_reads: list[str]) -> None:
     assert g.profile() is None
     g.enable_profiling()
     g(torch.randn(2, 4))
-    assert clock_reads and set(clock_reads) == {"perf_counter"}  # the patch does count
+    assert clock_reads
+    assert set(clock_reads) == {"perf_counter"}
 
 
 def test_the_plain_loop_is_used_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +138,9 @@ def test_a_new_profile_per_forward() -> None:
     first = g.profile()
     g(torch.randn(2, 4))
     second = g.profile()
-    assert first is not None and second is not None and first is not second
+    assert first is not None
+    assert second is not None
+    assert first is not second
 
 
 def test_disable_clears() -> None:
@@ -145,7 +148,9 @@ def test_disable_clears() -> None:
     g.enable_profiling()
     g(torch.randn(2, 4))
     g.disable_profiling()
-    assert g.profiling is False and g.profile() is None and g.timing("encoder") is None
+    assert g.profiling is False
+    assert g.profile() is None
+    assert g.timing("encoder") is None
     g(torch.randn(2, 4))
     assert g.profile() is None
 
@@ -174,8 +179,9 @@ def test_hooks() -> None:
     assert seen == []  # not called while profiling is off
     g.enable_profiling()
     g(torch.randn(2, 4))
-    (profile, decoder), = seen
-    assert profile is g.profile() and profile.total_seconds > 0
+    ((profile, decoder),) = seen
+    assert profile is g.profile()
+    assert profile.total_seconds > 0
     assert decoder is g.tagged("decoder")  # the hook sees this call's tagged values
     handle.remove()
     g(torch.randn(2, 4))
@@ -196,7 +202,8 @@ def test_a_failed_forward_keeps_the_previous_profile() -> None:
         g(torch.randn(1, 2))
     assert str(profiled.value) == str(plain.value)  # the same error as the plain loop's
     assert g.tagged("hidden") is not None  # tags computed before the failure are kept
-    assert calls == [] and g.profile() is None
+    assert calls == []
+    assert g.profile() is None
 
 
 def test_cancellation_is_checked_between_nodes() -> None:
@@ -238,9 +245,13 @@ def test_the_report_of_a_real_run() -> None:
     g.enable_profiling()
     g(torch.randn(2, 4))
     text = str(g.profile())
-    assert text.startswith("Forward: ") and "(4 levels, 6 nodes) on cpu" in text.splitlines()[0]
-    assert "  Level 1  " in text and "  Level 2  " in text and "3 nodes  ×" in text
-    assert 'Linear_0 "encoder"' in text and 'Linear_2 "decoder"' in text
+    assert text.startswith("Forward: ")
+    assert "(4 levels, 6 nodes) on cpu" in text.splitlines()[0]
+    assert "  Level 1  " in text
+    assert "  Level 2  " in text
+    assert "3 nodes  ×" in text
+    assert 'Linear_0 "encoder"' in text
+    assert 'Linear_2 "decoder"' in text
 
 
 def test_copies_start_unprofiled_and_nothing_goes_into_the_state_dict() -> None:
@@ -249,11 +260,13 @@ def test_copies_start_unprofiled_and_nothing_goes_into_the_state_dict() -> None:
     g.enable_profiling()
     g(torch.randn(2, 4))
     for twin in (copy.deepcopy(g), pickle.loads(pickle.dumps(g))):  # the lambda hook stays
-        assert twin.profiling is False and twin.profile() is None
+        assert twin.profiling is False
+        assert twin.profile() is None
         assert not twin._profile_hooks
         twin(torch.randn(2, 4))
         assert twin.profile() is None
-    assert g.profiling and g.profile() is not None  # the original keeps its own
+    assert g.profiling
+    assert g.profile() is not None
     assert list(g.state_dict()) == list(three_branches().state_dict())
 
 

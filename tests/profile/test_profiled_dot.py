@@ -58,7 +58,8 @@ def test_heat_colours_and_times(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     gate = dot.clusters["cluster_gate_0"].attributes
     assert gate["label"].split("\n")[-1] == "1.5s"
-    assert gate["color"] == heat(1.5 / 4.0) and gate["penwidth"] == "3"
+    assert gate["color"] == heat(1.5 / 4.0)
+    assert gate["penwidth"] == "3"
     # inside a construct, parts keep their colours: the construct is timed as a whole
     assert dot.nodes["gate_0.expert_0"]["fillcolor"] == "#eaecee"
 
@@ -72,7 +73,7 @@ def test_a_given_profile_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(fl.GraphError, match="not a profile of this graph") as caught:
         other.dot(profile=profile)
     assert "Tick_0" in str(caught.value)
-    with pytest.raises(TypeError, match="profile= takes True, False or a fl.Profile"):
+    with pytest.raises(TypeError, match=r"profile= takes True, False or a fl\.Profile"):
         g.dot(profile="yes")  # type: ignore[arg-type]
 
 
@@ -101,6 +102,8 @@ def test_a_real_profile_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dot.nodes["Linear_0"]["fillcolor"].startswith("#")
 
 
-@pytest.mark.parametrize(("ratio", "colour"), [(-1.0, "#27ae60"), (0.25, "#8da539"), (2.0, "#e74c3c")])
+@pytest.mark.parametrize(
+    ("ratio", "colour"), [(-1.0, "#27ae60"), (0.25, "#8da539"), (2.0, "#e74c3c")]
+)
 def test_heat(ratio: float, colour: str) -> None:
     assert heat(ratio) == colour

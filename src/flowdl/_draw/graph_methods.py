@@ -130,8 +130,7 @@ class DrawingMixin:
                 raise GraphError(
                     "there is no profile to draw",
                     expected="a profiled forward before dot(profile=True) / svg(profile=True)",
-                    received="no profile: profiling is off, or no forward ran since it was "
-                    "enabled",
+                    received="no profile: profiling is off, or no forward ran since it was enabled",
                     fix="call g.enable_profiling(), run g(x), then draw",
                 )
             return last

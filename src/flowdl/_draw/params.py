@@ -88,8 +88,8 @@ class ParameterCounter:
     def take(self, name: str, fn: Any, extra: Iterable[Tensor] = ()) -> ParameterCount:
         """Count the parameters of `fn` (a module; callables have none) and `extra`."""
         same = self.first_use(name, fn)
-        tensors = list(fn.parameters()) if isinstance(fn, nn.Module) else []
-        tensors += list(extra)
+        tensors: list[Tensor] = list(fn.parameters()) if isinstance(fn, nn.Module) else []
+        tensors += extra
         total = trainable = 0
         sharing: dict[str, int] = {}
         seen_here: set[int] = set()

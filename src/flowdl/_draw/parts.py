@@ -176,7 +176,9 @@ class _Layout:
         fn = node.module
         if node.kind is NodeKind.MERGE:
             kind = f"merge: {type_name(fn)}"
-            return Part(name, "merge", title, kind, fn, params=self.counter.take(name, fn), **common)
+            return Part(
+                name, "merge", title, kind, fn, params=self.counter.take(name, fn), **common
+            )
         if isinstance(fn, Loop):
             return self.loop(name, fn, level, common)
         if isinstance(fn, Gate):
@@ -237,7 +239,13 @@ class _Layout:
         )
 
     def composite(
-        self, name: str, fn: Any, kind: str, inner: list[Part], common: dict[str, Any], **fields: Any
+        self,
+        name: str,
+        fn: Any,
+        kind: str,
+        inner: list[Part],
+        common: dict[str, Any],
+        **fields: Any,
     ) -> Part:
         total = sum((p.params for p in inner), ParameterCount()) + self.counter.leftover(name, fn)
         style = kind.split()[0]  # loop, gate, switch, map: a cluster style

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +69,7 @@ class Summary:
         self.total_parameters = sum(row.parameters for row in top)
         self.trainable_parameters = sum(row.trainable for row in top)
         self._has_children = {
-            row.name
-            for row, following in zip(rows, rows[1:], strict=False)
-            if following.level > row.level
+            row.name for row, following in itertools.pairwise(rows) if following.level > row.level
         }
 
     @property

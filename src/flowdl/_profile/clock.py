@@ -66,7 +66,7 @@ class CudaClock:
         self._events: list[Any] = []
 
     def mark(self) -> int:
-        event = torch.cuda.Event(enable_timing=True)
+        event = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
         event.record(self._stream)
         self._events.append(event)
         return len(self._events) - 1

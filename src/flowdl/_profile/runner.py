@@ -39,7 +39,9 @@ class Profiler:
 
     def run(self, graph: Graph, vals: list[Any], ctx: Context | None) -> Marks | None:
         """Run the plan as `Graph._run` does, marking the clock around each node and level."""
-        if torch.compiler.is_compiling():  # clocks are eager-only: torch.compile sees the plain loop
+        if (
+            torch.compiler.is_compiling()
+        ):  # clocks are eager-only: torch.compile sees the plain loop
             graph._run(vals, ctx)
             return None
         clock = clock_for(vals[: self._n_inputs])
