@@ -18,6 +18,7 @@ from flowdl import protocols
 from flowdl._builder.flow import Flow, NodeLike
 from flowdl._builder.open_builders import LoopBuilder, MapBuilder
 from flowdl._context import Context
+from flowdl._draw.summary import Summary
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._executor.graph import Graph
 from flowdl._nodes.halts import LearnedHalt, ThresholdHalt
@@ -26,6 +27,7 @@ from flowdl._nodes.reshape import Reshape
 from flowdl._nodes.routers import SigmoidRouter, SoftmaxRouter, TopKRouter
 from flowdl._nodes.selectors import ArgmaxSelector, FixedSelector
 from flowdl._nodes.state_add import StateAdd
+from flowdl._profile.profile import Profile
 from flowdl._version import __version__
 
 __all__ = [
@@ -45,10 +47,12 @@ __all__ = [
     "MapBuilder",
     "Mean",
     "NodeLike",
+    "Profile",
     "Reshape",
     "SigmoidRouter",
     "SoftmaxRouter",
     "StateAdd",
+    "Summary",
     "ThresholdHalt",
     "TopKRouter",
     "__version__",

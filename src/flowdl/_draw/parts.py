@@ -279,54 +279,55 @@ class _Layout:
         )
 
     def gate(self, name: str, fn: Gate, level: int, common: dict[str, Any]) -> Part:
-        router = self.callable_part(
-            name, f"router: {type_name(fn.router)}", fn.router, level, style="router"
-        )
-        experts = [
-            self.callable_part(f"{name}.expert_{i}", f"[{i}] {type_name(e)}", e, level)
-            for i, e in enumerate(fn.experts)
-        ]
-        join = Part(f"{name}.out", "join", "Σ", "join", structural=True)
-        edges = [Edge(router.exit, e.entry, "route", f"w[{i}]") for i, e in enumerate(experts)]
-        edges += [Edge(e.exit, join.name, "join") for e in experts]
-        n = len(experts)
+        n = len(fn.experts)
         k = getattr(fn.router, "k", None)
-        kind = f"gate top-{k} of {n} experts" if fn.sparse and isinstance(k, int) else None
-        if kind is None:
-            kind = f"gate sparse ({n} experts)" if fn.sparse else f"gate ({n} experts)"
+        kind = f"gate ({n} experts)"
+        if fn.sparse:
+            kind = (
+                f"gate top-{k} of {n} experts" if isinstance(k, int) else f"gate sparse {kind[5:]}"
+            )
+        head = ("router", fn.router)
+        return self.routed(name, fn, kind, head, ("expert", fn.experts), "Σ", level, common)
+
+    def switch(self, name: str, fn: Switch, level: int, common: dict[str, Any]) -> Part:
+        kind = f"switch ({len(fn.branches)} branches)"
+        head = ("selector", fn.selector)
+        return self.routed(name, fn, kind, head, ("branch", fn.branches), "", level, common)
+
+    def routed(
+        self,
+        name: str,
+        fn: Any,
+        kind: str,
+        head: tuple[str, Any],
+        alternatives: tuple[str, Any],
+        join_title: str,
+        level: int,
+        common: dict[str, Any],
+    ) -> Part:
+        """A gate or a switch: the router or selector (the head, taking the references),
+        an edge to every expert or branch, and the join of their outputs."""
+        role, decider = head
+        first = self.callable_part(name, f"{role}: {type_name(decider)}", decider, level, role)
+        what, fns = alternatives
+        choices = [
+            self.callable_part(f"{name}.{what}_{i}", f"[{i}] {type_name(c)}", c, level)
+            for i, c in enumerate(fns)
+        ]
+        join = Part(f"{name}.out", "join", join_title, "join", structural=True)
+        route = "w[{}]" if what == "expert" else "{}"
+        edges = [Edge(first.exit, c.entry, "route", route.format(i)) for i, c in enumerate(choices)]
+        edges += [Edge(c.exit, join.name, "join") for c in choices]
         return self.composite(
             name,
             fn,
             kind,
-            [router, *experts, join],
+            [first, *choices, join],
             common,
             edges=edges,
-            entry=router.entry,
+            entry=first.entry,
             exit=join.name,
-            ref_entries=router.ref_entries or (router.entry,),
-        )
-
-    def switch(self, name: str, fn: Switch, level: int, common: dict[str, Any]) -> Part:
-        selector = self.callable_part(
-            name, f"selector: {type_name(fn.selector)}", fn.selector, level, style="selector"
-        )
-        branches = [
-            self.callable_part(f"{name}.branch_{i}", f"[{i}] {type_name(b)}", b, level)
-            for i, b in enumerate(fn.branches)
-        ]
-        join = Part(f"{name}.out", "join", "", "join", structural=True)
-        edges = [Edge(selector.exit, b.entry, "route", str(i)) for i, b in enumerate(branches)]
-        edges += [Edge(b.exit, join.name, "join") for b in branches]
-        return self.composite(
-            name,
-            fn,
-            f"switch ({len(branches)} branches)",
-            [selector, *branches, join],
-            common,
-            edges=edges,
-            entry=selector.entry,
-            exit=join.name,
-            ref_entries=selector.ref_entries or (selector.entry,),
+            ref_entries=first.ref_entries or (first.entry,),
         )
 
     def map(
