@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -17,20 +15,12 @@ from torch.nn import functional
 
 import flowdl as fl
 from flowdl.data import CharacterDataset
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.examples.support import load_example
 
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    path = ROOT / "examples" / "char_rnn.py"
-    spec = importlib.util.spec_from_file_location("char_rnn_example", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example("char_rnn")
 
 
 class Reference(nn.Module):
