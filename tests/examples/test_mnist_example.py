@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,19 +11,12 @@ import torch
 
 import flowdl as fl
 from flowdl.data import ImageDataset
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.examples.support import load_example
 
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mnist_example", ROOT / "examples" / "mnist.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example("mnist")
 
 
 def squares(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
