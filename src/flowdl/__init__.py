@@ -26,6 +26,8 @@ from flowdl._nodes.reshape import Reshape
 from flowdl._nodes.routers import SigmoidRouter, SoftmaxRouter, TopKRouter
 from flowdl._nodes.selectors import ArgmaxSelector, FixedSelector
 from flowdl._nodes.state_add import StateAdd
+from flowdl._observe.trend import Trend, TrendGroup
+from flowdl._tree.paths import PathKind
 from flowdl._version import __version__
 
 __all__ = [
@@ -45,12 +47,15 @@ __all__ = [
     "MapBuilder",
     "Mean",
     "NodeLike",
+    "PathKind",
     "Reshape",
     "SigmoidRouter",
     "SoftmaxRouter",
     "StateAdd",
     "ThresholdHalt",
     "TopKRouter",
+    "Trend",
+    "TrendGroup",
     "__version__",
     "protocols",
 ]

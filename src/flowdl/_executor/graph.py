@@ -18,9 +18,12 @@ from flowdl._executor.fast import FastItem, Segment, run_steps, split_plan
 from flowdl._executor.plan import Plan, compile_plan
 from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
+from flowdl._observe.graph_methods import ObservationMixin
+from flowdl._observe.state import OBSERVATION_ATTRIBUTES
+from flowdl._tree.graph_methods import TreeMixin
 
 
-class Graph(nn.Module):
+class Graph(ObservationMixin, TreeMixin, nn.Module):
     """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
 
     Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
@@ -101,6 +104,8 @@ class Graph(nn.Module):
             Cancelled: the context was cancelled.
             DeadlineExceeded: the context's deadline passed.
         """
+        if self._clock_start is None and not torch.compiler.is_compiling():
+            self._start_clock()  # observation's wall clock: one attribute check per call
         plan = self._plan
         if len(inputs) != plan.n_inputs:
             raise self._input_count_error(len(inputs))
@@ -259,6 +264,8 @@ class Graph(nn.Module):
         state = dict(self.__dict__)
         state["_tagged_values"] = []
         state["_fast"] = None
+        for name in OBSERVATION_ATTRIBUTES:  # buffers, histories, hooks and the clock
+            state.pop(name, None)
         return state
 
     # ---------------------------------------------------------------- fast mode
