@@ -133,7 +133,8 @@ class TreeMixin:
         Raises:
             KeyError: `path` names nothing, or a metric.
         """
-        return [p for _, p in self.named_parameters_at(path)]
+        named = _named_tensors(self, path, "g.parameters_at()", buffers=False)
+        return [p for _, p in named]
 
     def named_buffers_at(self: Graph, path: str) -> list[tuple[str, Tensor]]:
         """``(name, buffer)`` under `path` (running statistics...), named as
