@@ -33,7 +33,7 @@ class FakeTime:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     fake = FakeTime()
     module = types.SimpleNamespace(monotonic=fake.monotonic, time=fake.time)
-    for name in ("graph_methods", "tree", "clock"):
+    for name in ("state", "progress", "tree", "clock"):
         monkeypatch.setattr(f"flowdl._observe.{name}.time", module)
     return fake
 
@@ -205,4 +205,5 @@ def test_header_time_is_the_first_flush() -> None:
     clock = Clock(start=0.0)
     before = time.time()
     clock.epoch_ended(now=1.0)
-    assert clock.first_end_wall is not None and clock.first_end_wall >= before
+    assert clock.first_end_wall is not None
+    assert clock.first_end_wall >= before

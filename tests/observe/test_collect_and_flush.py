@@ -346,7 +346,7 @@ def test_trend_of_unknown_names_and_groups() -> None:
     assert "tags: head_0, head_1" in str(info.value)
     graph.record("loss", 1.0)
     assert graph.trend("loss").values == ()  # known, not flushed yet
-    with pytest.raises(ValueError, match="use g.trends"):
+    with pytest.raises(ValueError, match=r"use g\.trends"):
         graph.trend("head")
     with pytest.raises(ValueError, match=r"use g.trend_at\('x.y'\)"):
         graph.trend("x.y")

@@ -29,7 +29,8 @@ def test_add_flush_history_reset() -> None:
     assert store.history("a") == [4.0, 1.0]  # a copy
     store.reset(["a"])
     assert store.history("a") == []
-    assert store.knows("a") and not store.knows("c")
+    assert store.knows("a")
+    assert not store.knows("c")
     store.reset()
     assert store.histories() == {}
     assert store.known_names() == ["a", "b"]

@@ -2,9 +2,10 @@
 
 ``collect`` and ``record`` buffer one number per call and tag; ``flush`` ends the
 epoch, turning each buffer into one history point; ``trend`` answers questions
-about a history. Nothing runs during a forward: a graph nobody observes pays for
-its tags one reference each, as before, and one attribute check per forward
-starts the wall clock at the first call.
+about a history (`flowdl._observe.queries`); the wall clock and the exports are in
+`flowdl._observe.progress`. Nothing runs during a forward: a graph nobody observes
+pays for its tags one reference each, as before, and one attribute check per
+forward starts the wall clock at the first call.
 """
 
 # Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
@@ -12,24 +13,18 @@ starts the wall clock at the first call.
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from flowdl._describe import describe_value
-from flowdl._format import format_metric
-from flowdl._observe.export import csv_text, log_text, write_atomic
+from flowdl._observe.lookup import children_labels, expand_tags, not_a_tag, show_value
+from flowdl._observe.progress import Progress
+from flowdl._observe.queries import TrendQueries
 from flowdl._observe.reduce import Reduction, check_reduction, reduce_tagged, scalar_of
 from flowdl._observe.state import FlushHook, LogHook, Observation
-from flowdl._observe.store import MetricStore, select_series
-from flowdl._observe.tree import flush_tree, resolve_names, tree_groups, tree_histories
-from flowdl._observe.trend import Trend, TrendGroup
-from flowdl._tree.children import walk
-from flowdl._tree.paths import PathError, PathKind, check_local_name, describe_level, resolve
+from flowdl._observe.tree import flush_tree
+from flowdl._tree.paths import PathKind, check_local_name, resolve
 
 if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
@@ -37,39 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["ObservationMixin"]
 
 
-class ObservationMixin:
-    """Collecting, recording, flushing, trends, the wall clock, logs and exports."""
-
-    _clock_start: float | None = None
-    """`time.monotonic()` of the first forward; set by `Graph.forward`."""
-
-    # ------------------------------------------------------------- the state
-
-    def _start_clock(self) -> None:
-        self.__dict__["_clock_start"] = time.monotonic()
-
-    def _observation_state(self, now: float | None = None) -> Observation:
-        """This graph's observation state, created on first use; starts the clock."""
-        observation: Observation | None = self.__dict__.get("_observation")
-        if observation is None:
-            observation = Observation()
-            self.__dict__["_observation"] = observation
-        if observation.clock.start is None:
-            if self._clock_start is None:
-                self.__dict__["_clock_start"] = time.monotonic() if now is None else now
-            observation.clock.start = self._clock_start
-        return observation
-
-    def _metric_store(self) -> MetricStore:
-        """The store of this graph's metrics, created on first use."""
-        return self._observation_state().store
-
-    def _existing_store(self) -> MetricStore | None:
-        """The store of this graph's metrics, or ``None`` if nothing was ever observed."""
-        observation: Observation | None = self.__dict__.get("_observation")
-        return observation.store if observation is not None else None
-
-    # --------------------------------------------------------------- buffers
+class ObservationMixin(TrendQueries, Progress):
+    """Collecting, recording, logging and flushing; trends and progress from the bases."""
 
     def collect(self: Graph, *tags: str, reduce: Reduction = "mean") -> None:
         """Buffer the current value of each tag for this epoch, reduced to one number.
@@ -102,7 +66,7 @@ class ObservationMixin:
         if not tags:
             raise TypeError("g.collect() needs at least one tag, e.g. g.collect('loss')")
         check_reduction(reduce, "g.collect()")
-        for tag in _expand_tags(self, tags, "g.collect()", "g.collect_at"):
+        for tag in expand_tags(self, tags, "g.collect()", "g.collect_at"):
             self._collect_one(tag, reduce, f"g.collect({tag!r})")
 
     def _collect_one(self: Graph, tag: str, reduce: Reduction, where: str) -> None:
@@ -128,7 +92,7 @@ class ObservationMixin:
         for path in paths:
             target = resolve(self, path, "g.collect_at()")
             if not target.members:
-                raise _not_a_tag(target, path, "g.collect_at()")
+                raise not_a_tag(target, path, "g.collect_at()")
             for tag in target.members:
                 target.graph._collect_one(tag, reduce, f"g.collect_at({path!r})")
 
@@ -201,7 +165,7 @@ class ObservationMixin:
         """
         target = resolve(self, path, "g.record_at()", new_name=True)
         if target.kind is PathKind.SUBGRAPH or target.kind is PathKind.TAG_GROUP:
-            raise _not_a_tag(target, path, "g.record_at()")
+            raise not_a_tag(target, path, "g.record_at()")
         target.graph._record_into(target.name, values, f"g.record_at({path!r})")
 
     # --------------------------------------------------------------- logging
@@ -224,7 +188,7 @@ class ObservationMixin:
             {'total': tensor(3.)}
             >>> g.on_log(None)   # g.log() now prints "total: 3.0000 | x: 1.5000 (mean of [2])"
         """
-        names = _expand_tags(self, tags, "g.log()", "g.tagged_at") if tags else self.tags
+        names = expand_tags(self, tags, "g.log()", "g.tagged_at") if tags else self.tags
         values = {tag: self.tagged(tag) for tag in names}
         values = {tag: v for tag, v in values.items() if v is not None}
         if not values:
@@ -234,7 +198,7 @@ class ObservationMixin:
         if hook is not None:
             hook(values)
             return
-        line = " | ".join(f"{tag}: {_show(values[tag])}" for tag in sorted(values))
+        line = " | ".join(f"{tag}: {show_value(values[tag])}" for tag in sorted(values))
         print(line, file=sys.stderr)
 
     def on_log(self, hook: LogHook | None) -> None:
@@ -276,7 +240,7 @@ class ObservationMixin:
         """
         target = resolve(self, path, "g.tagged_at()")
         if target.kind is not PathKind.TAG:
-            raise _not_a_tag(target, path, "g.tagged_at()")
+            raise not_a_tag(target, path, "g.tagged_at()")
         return target.graph.tagged(target.name)
 
     # ----------------------------------------------------------------- flush
@@ -320,253 +284,3 @@ class ObservationMixin:
             ({'loss': 1.5}, (4.0, 1.5), 2)
         """
         return flush_tree(self, names, all_ranks)
-
-    def reset_trend(self: Graph, *names: str) -> None:
-        """Forget histories: of `names` (tags, groups, metrics, paths), or of the whole tree.
-
-        Buffers and the epoch clock are kept.
-
-        Raises:
-            KeyError: a path segment names no nested graph.
-        """
-        if not names:
-            for _, node in walk(self):
-                store = node._existing_store()
-                if store is not None:
-                    store.reset()
-            return
-        for _, owner, local in resolve_names(self, names, "g.reset_trend()", known=False):
-            store = owner._existing_store()
-            if store is not None:
-                store.reset([local])
-
-    # ---------------------------------------------------------------- trends
-
-    def trend(self: Graph, tag: str) -> Trend:
-        """The history of a tag or metric of this graph, one value per `flush`.
-
-        Raises:
-            KeyError: no tag and no metric of that name (the message lists them).
-            ValueError: a dotted path (use `trend_at`) or a tag group (use `trends`).
-
-        Example:
-            >>> import flowdl as fl, torch
-            >>> g = fl.Flow(torch.nn.Identity()).build()
-            >>> for loss in (1.0, 0.8, 0.7):
-            ...     g.record("loss", loss); _ = g.flush()
-            >>> t = g.trend("loss")
-            >>> t.values, t.improving(3), round(t.slope(), 6)
-            ((1.0, 0.8, 0.7), True, -0.15)
-        """
-        check_local_name(tag, "g.trend()", "g.trend_at")
-        if tag in self._record.groups:
-            raise ValueError(f"g.trend({tag!r}): a tag group has several trends; use g.trends")
-        store = self._existing_store()
-        if tag not in self._record.tags and (store is None or not store.knows(tag)):
-            raise PathError(
-                f"g.trend(): no tag or metric {tag!r} in {self.short_description()}",
-                path=tag,
-                exists=describe_level(self, internal=True),
-                fix="record or collect it first; nested graphs are reached with g.trend_at",
-            )
-        return Trend(store.history(tag) if store is not None else ())
-
-    def trend_at(self: Graph, path: str) -> Trend:
-        """`trend` anywhere in the tree: ``g.trend_at("encoder.hidden")``.
-
-        Raises:
-            KeyError: the path names nothing, a nested graph or a tag group.
-        """
-        target = resolve(self, path, "g.trend_at()")
-        if target.kind not in (PathKind.TAG, PathKind.METRIC):
-            raise _not_a_tag(target, path, "g.trend_at()")
-        return target.graph.trend(target.name)
-
-    def trends(self: Graph, *names: str) -> TrendGroup:
-        """Several trends at once: tags, metrics, tag groups (their members), paths.
-
-        Without names: every metric with a history in the tree, sorted by name.
-
-        Raises:
-            KeyError: a name is neither a tag nor a metric, or a path names nothing.
-
-        Example:
-            >>> import torch, flowdl as fl
-            >>> g = (fl.Flow(torch.nn.Identity()).split(torch.sin, torch.cos)
-            ...        .tag_group("head").merge(fl.Add()).build())
-            >>> for x in (0.5, 0.4, 0.3):
-            ...     _ = g(torch.tensor(x)); g.collect("head"); _ = g.flush()
-            >>> group = g.trends("head")
-            >>> group.names, group.all_improving(), group.any_improving()  # sin falls, cos rises
-            (('head_0', 'head_1'), False, True)
-        """
-        if not names:
-            histories = tree_histories(self)
-            return TrendGroup({name: Trend(histories[name]) for name in sorted(histories)})
-        resolved = resolve_names(self, names, "g.trends()", known=True)
-        return TrendGroup({dotted: owner.trend(local) for dotted, owner, local in resolved})
-
-    def latest_metrics(self: Graph) -> dict[str, float]:
-        """The newest history value of every metric of the tree, with dotted names.
-
-        This graph's own names as they are, nested graphs' as paths
-        (``"encoder.hidden"``); nested graphs' ``_``-prefixed names are left out.
-
-        Example:
-            >>> import torch, flowdl as fl
-            >>> encoder = fl.Flow(torch.nn.Identity()).tag("hidden").label("encoder").build()
-            >>> g = fl.Flow(encoder).build()
-            >>> _ = g(torch.tensor([4.0])); g.collect_at("encoder.hidden")
-            >>> g.record("loss", 0.5); _ = g.flush()
-            >>> g.latest_metrics()
-            {'loss': 0.5, 'encoder.hidden': 4.0}
-        """
-        return {name: values[-1] for name, values in tree_histories(self).items()}
-
-    # ------------------------------------------------------------ wall clock
-
-    @property
-    def flush_count(self) -> int:
-        """How many flushes produced data in this graph's tree (epochs done)."""
-        observation: Observation | None = self.__dict__.get("_observation")
-        return observation.clock.count if observation is not None else 0
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since training started (the first forward); 0.0 before it."""
-        start = self._clock_start
-        return 0.0 if start is None else time.monotonic() - start
-
-    def eta(self, total_epochs: int) -> float:
-        """Seconds left to reach `total_epochs` flushes, from the mean epoch so far.
-
-        ``(time of the last flush - start) / flush_count × (total_epochs -
-        flush_count)``; 0.0 before the first flush and once `total_epochs` are done.
-        `flowdl._format.format_duration` writes it for people.
-
-        Raises:
-            ValueError: `total_epochs` is not a positive int.
-        """
-        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
-            raise ValueError(f"g.eta(total_epochs={total_epochs!r}): expected an int >= 1")
-        observation: Observation | None = self.__dict__.get("_observation")
-        return observation.clock.eta(total_epochs) if observation is not None else 0.0
-
-    # --------------------------------------------------------------- exports
-
-    def _series(self: Graph, names: tuple[str, ...], what: str) -> list[tuple[str, list[float]]]:
-        """The series of `names` (default: all, sorted) for plots and exports."""
-        return select_series(tree_histories(self), tree_groups(self), names, what=what)
-
-    def export_trends(self: Graph, path: str | os.PathLike[str], *names: str) -> Path:
-        """Write histories as CSV: ``epoch,<name>,...``, one row per epoch (1-based).
-
-        Names as in `latest_metrics` (default: every metric with a history, sorted);
-        tag groups are expanded; names without a history are skipped. Values are
-        written ``%.8g``; a shorter history leaves empty cells. The file is written
-        whole or not at all.
-
-        Returns:
-            the path written.
-
-        Raises:
-            ValueError: no history to export (call `flush` first).
-
-        Example:
-            >>> import tempfile, pathlib, torch, flowdl as fl
-            >>> g = fl.Flow(torch.nn.Identity()).build()
-            >>> for loss in (0.5, 0.25):
-            ...     g.record("loss", loss); _ = g.flush()
-            >>> out = g.export_trends(pathlib.Path(tempfile.mkdtemp()) / "trends.csv")
-            >>> print(out.read_text(), end="")
-            epoch,loss
-            1,0.5
-            2,0.25
-        """
-        return write_atomic(path, csv_text(self._series(names, "export")))
-
-    def write_log(
-        self: Graph, path: str | os.PathLike[str], total_epochs: int = 0, *names: str
-    ) -> Path:
-        """Write the training log: a header, then one line per epoch with its metrics,
-        its duration and the time left.
-
-        ``epoch   3  loss=0.1234  acc=0.9000  [1.2s  ETA 8.4s]``: values written by
-        `flowdl._format.format_metric`, durations by `format_duration`; the ETA
-        appears when `total_epochs` > 0. Names as for `export_trends`.
-
-        Returns:
-            the path written.
-
-        Raises:
-            ValueError: no history to log (call `flush` first), or a negative
-                `total_epochs`.
-        """
-        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 0:
-            raise ValueError(
-                f"g.write_log(path, total_epochs={total_epochs!r}): expected an int >= 0 "
-                "(0: no ETA)"
-            )
-        series = self._series(names, "log")
-        clock = self._observation_state().clock
-        return write_atomic(path, log_text(series, clock, total_epochs))
-
-
-def children_labels(graph: Graph) -> set[str]:
-    """Labels of the graphs nested directly in `graph`."""
-    from flowdl._tree.children import children
-
-    return set(children(graph))
-
-
-def _expand_tags(graph: Graph, tags: tuple[str, ...], call: str, at: str) -> list[str]:
-    """Tags of `graph`, tag groups replaced by their members; unknown tags raise."""
-    out: list[str] = []
-    for tag in tags:
-        check_local_name(tag, call, at)
-        members = graph._record.groups.get(tag)
-        if members is not None:
-            out.extend(members)
-            continue
-        if tag not in graph._record.tags:
-            raise PathError(
-                f"{call}: no tag {tag!r} in {graph.short_description()}",
-                path=tag,
-                exists=describe_level(graph, internal=True),
-                fix="tag the value with .tag(name) when building the graph",
-            )
-        out.append(tag)
-    return out
-
-
-def _not_a_tag(target: Any, path: str, call: str) -> PathError:
-    wanted = {
-        "g.collect_at()": "a tag or tag group",
-        "g.tagged_at()": "a tag",
-        "g.trend_at()": "a tag or a metric",
-        "g.record_at()": "a tag or a metric name",
-    }[call]
-    return PathError(
-        f"{call}: {target.name!r} is a {target.kind.value} of "
-        f"{target.graph.short_description()}; expected {wanted}",
-        path=path,
-        exists=describe_level(target.graph, internal=not target.prefix),
-        fix="g.trends(path) covers a tag group; nested graphs are reached by their paths"
-        if target.kind is not PathKind.SUBGRAPH
-        else f"name something inside it: '{path}.<tag>'",
-    )
-
-
-def _show(value: Any) -> str:
-    """A tagged value for the log line: its number, or mean and shape."""
-    if isinstance(value, Tensor):
-        if value.numel() == 1 and not value.is_complex():
-            return format_metric(float(value.detach().reshape(()).item()))
-        if value.numel() > 1 and not value.is_complex():
-            mean = float(value.detach().double().mean().item())
-            shape = ", ".join(str(d) for d in value.shape)
-            return f"{format_metric(mean)} (mean of [{shape}])"
-        return describe_value(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format_metric(float(value))
-    return describe_value(value)
