@@ -207,3 +207,16 @@ def test_header_time_is_the_first_flush() -> None:
     clock.epoch_ended(now=1.0)
     assert clock.first_end_wall is not None
     assert clock.first_end_wall >= before
+
+
+def test_setting_hooks_does_not_start_the_clock(clock: FakeTime) -> None:
+    g = fl.Flow(nn.Identity()).build()
+    g.on_flush(lambda means: None)
+    g.on_log(lambda values: None)
+    clock.now += 50  # time spent loading data, say
+    g(torch.ones(1))
+    clock.now += 10
+    g.record("loss", 1.0)
+    g.flush()
+    assert g.eta(2) == 10.0
+    assert g.elapsed == 10.0

@@ -361,3 +361,11 @@ def test_latest_metrics_of_one_graph() -> None:
     g.record("_internal", 1.0)
     g.flush()
     assert g.latest_metrics() == {"output": 3.0, "loss": 0.5, "_internal": 1.0}
+
+
+def test_a_failing_collect_buffers_nothing() -> None:
+    g = fl.Flow(nn.Identity()).tag("good").through(lambda x: (x, x)).tag("pair").build()
+    g(torch.ones(2))
+    with pytest.raises(TypeError, match="cannot collect tuple"):
+        g.collect("good", "pair")
+    assert g.collected("good") == []

@@ -66,15 +66,20 @@ class ObservationMixin(TrendQueries, Progress):
         if not tags:
             raise TypeError("g.collect() needs at least one tag, e.g. g.collect('loss')")
         check_reduction(reduce, "g.collect()")
-        for tag in expand_tags(self, tags, "g.collect()", "g.collect_at"):
-            self._collect_one(tag, reduce, f"g.collect({tag!r})")
+        self._collect_tags(expand_tags(self, tags, "g.collect()", "g.collect_at"), reduce, "")
 
-    def _collect_one(self: Graph, tag: str, reduce: Reduction, where: str) -> None:
-        value = self.tagged(tag)
-        if value is None:
-            return
-        buffered = reduce_tagged(value, reduce, where)
-        self._observation_state().store.add(tag, buffered)
+    def _collect_tags(self: Graph, tags: list[str], reduce: Reduction, path: str) -> None:
+        """Reduce every tag's value first, then buffer them: all or nothing."""
+        reduced = []
+        for tag in tags:
+            value = self.tagged(tag)
+            if value is not None:
+                where = f"g.collect_at({path!r})" if path else f"g.collect({tag!r})"
+                reduced.append((tag, reduce_tagged(value, reduce, where)))
+        if reduced:
+            store = self._begin_clock().store
+            for tag, buffered in reduced:
+                store.add(tag, buffered)
 
     def collect_at(self: Graph, *paths: str, reduce: Reduction = "mean") -> None:
         """`collect` for tags anywhere in the tree: ``g.collect_at("encoder.hidden")``.
@@ -93,8 +98,7 @@ class ObservationMixin(TrendQueries, Progress):
             target = resolve(self, path, "g.collect_at()")
             if not target.members:
                 raise not_a_tag(target, path, "g.collect_at()")
-            for tag in target.members:
-                target.graph._collect_one(tag, reduce, f"g.collect_at({path!r})")
+            target.graph._collect_tags(list(target.members), reduce, path)
 
     def collected(self, tag: str) -> list[float]:
         """The values buffered for `tag` this epoch, as floats (reads the device).
@@ -150,7 +154,7 @@ class ObservationMixin(TrendQueries, Progress):
                 "under another name"
             )
         buffered = [scalar_of(v, where) for v in values]
-        store = self._observation_state().store
+        store = self._begin_clock().store
         for value in buffered:
             store.add(tag, value)
 

@@ -26,7 +26,11 @@ def children_labels(graph: Graph) -> set[str]:
 def expand_tags(graph: Graph, tags: tuple[str, ...], call: str, at: str) -> list[str]:
     """Tags of `graph`, tag groups replaced by their members; unknown tags raise."""
     out: list[str] = []
+    known = graph._record.tags
     for tag in tags:
+        if isinstance(tag, str) and tag in known:  # valid by construction: the fast path
+            out.append(tag)
+            continue
         check_local_name(tag, call, at)
         members = graph._record.groups.get(tag)
         if members is not None:

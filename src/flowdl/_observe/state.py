@@ -47,12 +47,17 @@ class ObservationState:
     def _start_clock(self) -> None:
         self.__dict__["_clock_start"] = time.monotonic()
 
-    def _observation_state(self, now: float | None = None) -> Observation:
-        """This graph's observation state, created on first use; starts the clock."""
+    def _observation_state(self) -> Observation:
+        """This graph's observation state, created on first use."""
         observation: Observation | None = self.__dict__.get("_observation")
         if observation is None:
             observation = Observation()
             self.__dict__["_observation"] = observation
+        return observation
+
+    def _begin_clock(self, now: float | None = None) -> Observation:
+        """The observation state, with the clock started (at the first forward, or now)."""
+        observation = self._observation_state()
         if observation.clock.start is None:
             if self._clock_start is None:
                 self.__dict__["_clock_start"] = time.monotonic() if now is None else now

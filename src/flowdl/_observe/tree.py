@@ -126,7 +126,7 @@ def flush_tree(
         produced = {d[len(prefix) :]: m for d, m in means.items() if d.startswith(prefix)}
         if not produced:
             continue
-        observation = node._observation_state(now)
+        observation = node._begin_clock(now)
         observation.clock.epoch_ended(now)
         shown = {name: m for name, m in produced.items() if visible(name)}
         if observation.flush_hook is not None and shown:
