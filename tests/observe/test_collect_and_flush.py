@@ -369,3 +369,15 @@ def test_a_failing_collect_buffers_nothing() -> None:
     with pytest.raises(TypeError, match="cannot collect tuple"):
         g.collect("good", "pair")
     assert g.collected("good") == []
+
+
+def test_flush_of_diverged_values_is_not_an_error() -> None:
+    g = fl.Flow(nn.Identity()).build()
+    g.record("loss", 1.0, float("inf"))
+    g.record("both", float("inf"), float("-inf"))
+    g.record("nan", float("nan"), 1.0)
+    means = g.flush()
+    assert means["loss"] == math.inf
+    assert math.isnan(means["both"])
+    assert math.isnan(means["nan"])
+    assert not g.trend("loss").stalled(0, 1.0)

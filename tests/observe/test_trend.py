@@ -227,3 +227,16 @@ def test_a_strictly_falling_history_improves_and_a_constant_one_stalls(
     assert constant.stalled(0, 1e-12)
     assert constant.converged(0, 1e-12)
     assert not constant.improving()
+
+
+def test_infinite_values_give_nan_or_inf_and_false_predicates() -> None:
+    diverged = fl.Trend([1.0, 1e308, 1e308, float("inf")])
+    assert math.isnan(diverged.slope())
+    assert diverged.mean == math.inf
+    assert not diverged.stalled(0, 1e300)
+    assert not diverged.improving()
+    assert not diverged.converged(0, 1e300)
+    both = fl.Trend([float("inf"), float("-inf")])
+    assert math.isnan(both.mean)
+    assert fl.TrendGroup({"a": both}).mean_slope() != 0.0  # nan, not an exception
+    assert fl.Trend([1e308, 1e308, -1e308]).mean == pytest.approx(1e308 / 3)

@@ -9,11 +9,12 @@ copy per device, so buffering never waits for the device.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
+
+from flowdl._observe.trend import exact_sum
 
 __all__ = ["MetricStore", "select_series"]
 
@@ -70,7 +71,7 @@ class MetricStore:
         means = {}
         for name in wanted:
             values = [next(numbers) for _ in self._buffers[name]]
-            means[name] = math.fsum(values) / len(values)
+            means[name] = exact_sum(values) / len(values)
         return means
 
     def discard(self, names: Iterable[str]) -> None:

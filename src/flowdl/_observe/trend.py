@@ -31,6 +31,30 @@ def _check_tolerance(tol: float, method: str) -> None:
         )
 
 
+def exact_sum(values: Iterable[float]) -> float:
+    """`math.fsum`, also where fsum refuses: ``inf - inf`` is NaN, and partial sums
+    past the largest float are summed scaled down.
+
+    So a diverged loss gives ``inf`` or ``nan`` (and every predicate ``False``)
+    instead of an exception.
+
+    Example:
+        >>> exact_sum([0.1] * 10), exact_sum([float("inf"), float("-inf")])
+        (1.0, nan)
+        >>> exact_sum([1e308, 1e308, -1e308])
+        1e+308
+    """
+    items = list(values)
+    try:
+        return math.fsum(items)
+    except ValueError:  # inf and -inf
+        return math.nan
+    except OverflowError:  # an intermediate sum overflows; the total may not
+        scale = 2.0**-64
+        scaled = math.fsum(v * scale for v in items)
+        return scaled / scale if math.isfinite(scaled / scale) else math.copysign(math.inf, scaled)
+
+
 def least_squares_slope(values: Sequence[float]) -> float:
     """The least-squares slope of `values` against ``0, 1, ..., n-1`` (0 for n < 2).
 
@@ -46,9 +70,9 @@ def least_squares_slope(values: Sequence[float]) -> float:
     if n < 2:
         return 0.0
     center_x = (n - 1) / 2
-    center_y = math.fsum(values) / n
+    center_y = exact_sum(values) / n
     spread_x = n * (n * n - 1) / 12  # Σ(x - x̄)² for x = 0..n-1, exactly
-    return math.fsum((x - center_x) * (y - center_y) for x, y in enumerate(values)) / spread_x
+    return exact_sum((x - center_x) * (y - center_y) for x, y in enumerate(values)) / spread_x
 
 
 def population_variance(values: Sequence[float]) -> float:
@@ -61,8 +85,8 @@ def population_variance(values: Sequence[float]) -> float:
     n = len(values)
     if n == 0:
         return 0.0
-    center = math.fsum(values) / n
-    return math.fsum((y - center) ** 2 for y in values) / n
+    center = exact_sum(values) / n
+    return exact_sum((y - center) ** 2 for y in values) / n
 
 
 class Trend:
@@ -128,7 +152,7 @@ class Trend:
     @property
     def mean(self) -> float:
         """The mean of all values (0.0 when empty)."""
-        return math.fsum(self._values) / len(self._values) if self._values else 0.0
+        return exact_sum(self._values) / len(self._values) if self._values else 0.0
 
     @property
     def min(self) -> float:
@@ -267,7 +291,7 @@ class TrendGroup:
     def mean_slope(self, window: int = 0) -> float:
         """The mean of `slopes` (0.0 for an empty group)."""
         slopes = self.slopes(window)
-        return math.fsum(slopes) / len(slopes) if slopes else 0.0
+        return exact_sum(slopes) / len(slopes) if slopes else 0.0
 
     def all_improving(self, window: int = 0) -> bool:
         """Every trend is `Trend.improving` (``False`` when empty)."""
