@@ -90,6 +90,14 @@ class ObservationMixin(TrendQueries, Progress):
             TypeError: no path given, or a value is not a tensor or a number.
             KeyError: a path names nothing, or names a nested graph or a metric.
             ValueError: an unknown reduction, or an empty tensor.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> encoder = fl.Flow(torch.nn.Identity()).tag("hidden").label("encoder").build()
+            >>> g = fl.Flow(encoder).through(torch.tanh).build()
+            >>> _ = g(torch.tensor([1.0, 3.0]))
+            >>> g.collect_at("encoder.hidden"); encoder.collected("hidden")
+            [2.0]
         """
         if not paths:
             raise TypeError("g.collect_at() needs at least one path, e.g. 'encoder.hidden'")
@@ -166,6 +174,13 @@ class ObservationMixin(TrendQueries, Progress):
             KeyError: a segment before the last names no nested graph.
             ValueError: a tensor with several elements, or the last segment is a
                 tag group or a nested graph.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> encoder = fl.Flow(torch.nn.Identity()).label("encoder").build()
+            >>> g = fl.Flow(encoder).build()
+            >>> g.record_at("encoder.aux_loss", 0.5, 1.5); g.flush()
+            {'encoder.aux_loss': 1.0}
         """
         target = resolve(self, path, "g.record_at()", new_name=True)
         if target.kind is PathKind.SUBGRAPH or target.kind is PathKind.TAG_GROUP:

@@ -45,6 +45,15 @@ class Progress(ObservationState):
 
         Raises:
             ValueError: `total_epochs` is not a positive int.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> g.eta(10), g.flush_count
+            (0.0, 0)
+            >>> _ = g(torch.ones(1)); g.record("loss", 1.0); _ = g.flush()
+            >>> g.flush_count, g.eta(10) >= 0.0, g.eta(1)
+            (1, True, 0.0)
         """
         if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
             raise ValueError(f"g.eta(total_epochs={total_epochs!r}): expected an int >= 1")
@@ -61,9 +70,9 @@ class Progress(ObservationState):
         """Write histories as CSV: ``epoch,<name>,...``, one row per epoch (1-based).
 
         Names as in `latest_metrics` (default: every metric with a history, sorted);
-        tag groups are expanded; names without a history are skipped. Values are
-        written ``%.8g``; a shorter history leaves empty cells. The file is written
-        whole or not at all.
+        tag groups are expanded; names without a history are skipped. Row ``i``
+        holds the ``i``-th value of each history, written ``%.8g``; a shorter
+        history leaves empty cells. The file is written whole or not at all.
 
         Returns:
             the path written.
@@ -100,6 +109,14 @@ class Progress(ObservationState):
         Raises:
             ValueError: no history to log (call `flush` first), or a negative
                 `total_epochs`.
+
+        Example:
+            >>> import tempfile, pathlib, torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> g.record("loss", 0.5); _ = g.flush()
+            >>> log = g.write_log(pathlib.Path(tempfile.mkdtemp()) / "train.log", 10)
+            >>> log.read_text().splitlines()[1].startswith("epoch   1  loss=0.5000")
+            True
         """
         if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 0:
             raise ValueError(

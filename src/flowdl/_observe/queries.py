@@ -57,6 +57,15 @@ class TrendQueries(ObservationState):
 
         Raises:
             KeyError: the path names nothing, a nested graph or a tag group.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> encoder = fl.Flow(torch.nn.Identity()).tag("hidden").label("encoder").build()
+            >>> g = fl.Flow(encoder).build()
+            >>> for x in (3.0, 2.0):
+            ...     _ = g(torch.tensor([x])); g.collect_at("encoder.hidden"); _ = g.flush()
+            >>> g.trend_at("encoder.hidden").values
+            (3.0, 2.0)
         """
         target = resolve(self, path, "g.trend_at()")
         if target.kind not in (PathKind.TAG, PathKind.METRIC):
@@ -107,10 +116,18 @@ class TrendQueries(ObservationState):
     def reset_trend(self: Graph, *names: str) -> None:
         """Forget histories: of `names` (tags, groups, metrics, paths), or of the whole tree.
 
-        Buffers and the epoch clock are kept.
+        Buffers and the epoch clock are kept. After lowering a learning rate, say,
+        so that the next decision looks only at epochs trained at the new rate.
 
         Raises:
             KeyError: a path segment names no nested graph.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> g.record("loss", 1.0); _ = g.flush()
+            >>> g.reset_trend("loss"); len(g.trend("loss")), g.flush_count
+            (0, 1)
         """
         if not names:
             for _, node in walk(self):

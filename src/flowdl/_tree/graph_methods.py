@@ -132,6 +132,12 @@ class TreeMixin:
 
         Raises:
             KeyError: `path` names nothing, or a metric.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(3, 2)).tag("proj").through(torch.relu).build()
+            >>> [tuple(p.shape) for p in g.parameters_at("proj")]
+            [(2, 3), (2,)]
         """
         named = _named_tensors(self, path, "g.parameters_at()", buffers=False)
         return [p for _, p in named]
@@ -142,6 +148,12 @@ class TreeMixin:
 
         Raises:
             KeyError: `path` names nothing, or a metric.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.BatchNorm1d(3)).tag("norm").build()
+            >>> [name for name, _ in g.named_buffers_at("norm")]
+            ['running_mean', 'running_var', 'num_batches_tracked']
         """
         return _named_tensors(self, path, "g.named_buffers_at()", buffers=True)
 
@@ -276,8 +288,8 @@ def _parameters_of(graph: Graph, paths: tuple[str, ...], call: str) -> list[nn.P
         found = _named_tensors(graph, path, call, buffers=False)
         if not found:
             raise ValueError(
-                f"{call[:-1]}{path!r}): nothing to freeze or thaw, {path!r} has no parameters "
-                "(a tag of an activation or of a plain function, say)"
+                f"{call[:-1]}{path!r}): {path!r} has no parameters, so nothing to freeze, "
+                "thaw or test there (a tag of an activation or of a plain function, say)"
             )
         for _, parameter in found:
             if id(parameter) not in seen:
