@@ -160,3 +160,17 @@ def test_tagged_at_before_and_after_a_forward() -> None:
     g(torch.randn(2, 4))
     assert g.tagged_at("encoder.scan.hidden").shape == (2, 4)
     assert torch.equal(g.tagged_at("out"), g.tagged("out"))
+
+
+def test_a_tag_sharing_its_graph_label_is_read_as_the_tag() -> None:
+    encoder = fl.Flow(nn.Identity()).tag("hidden").label("encoder").build()
+    g = fl.Flow(encoder).tag("encoder").through(lambda x: 2 * x).build()
+    g(torch.tensor([3.0]))
+    assert g.validate_path("encoder") is fl.PathKind.SUBGRAPH  # structure: the graph
+    assert g.subgraph("encoder") is encoder
+    assert g.tagged_at("encoder").item() == 3.0  # values: the tag
+    g.collect_at("encoder", "encoder.hidden")
+    assert g.flush("encoder") == {"encoder": 3.0}
+    assert g.flush() == {"encoder.hidden": 3.0}
+    assert g.trend_at("encoder").values == (3.0,)
+    assert g.latest_metrics() == {"encoder": 3.0, "encoder.hidden": 3.0}

@@ -103,7 +103,7 @@ class ObservationMixin(TrendQueries, Progress):
             raise TypeError("g.collect_at() needs at least one path, e.g. 'encoder.hidden'")
         check_reduction(reduce, "g.collect_at()")
         for path in paths:
-            target = resolve(self, path, "g.collect_at()")
+            target = resolve(self, path, "g.collect_at()", prefer_names=True)
             if not target.members:
                 raise not_a_tag(target, path, "g.collect_at()")
             target.graph._collect_tags(list(target.members), reduce, path)
@@ -156,7 +156,7 @@ class ObservationMixin(TrendQueries, Progress):
             raise ValueError(
                 f"{where}: {tag!r} is a tag group of this graph; record under another name"
             )
-        if tag in children_labels(self):
+        if tag not in self._record.tags and tag in children_labels(self):
             raise ValueError(
                 f"{where}: {tag!r} is the label of a graph nested in this one; record "
                 "under another name"
@@ -182,7 +182,7 @@ class ObservationMixin(TrendQueries, Progress):
             >>> g.record_at("encoder.aux_loss", 0.5, 1.5); g.flush()
             {'encoder.aux_loss': 1.0}
         """
-        target = resolve(self, path, "g.record_at()", new_name=True)
+        target = resolve(self, path, "g.record_at()", new_name=True, prefer_names=True)
         if target.kind is PathKind.SUBGRAPH or target.kind is PathKind.TAG_GROUP:
             raise not_a_tag(target, path, "g.record_at()")
         target.graph._record_into(target.name, values, f"g.record_at({path!r})")
@@ -257,7 +257,7 @@ class ObservationMixin(TrendQueries, Progress):
             >>> _ = g(torch.tensor([1.0])); g.tagged_at("encoder.hidden")
             tensor([1.])
         """
-        target = resolve(self, path, "g.tagged_at()")
+        target = resolve(self, path, "g.tagged_at()", prefer_names=True)
         if target.kind is not PathKind.TAG:
             raise not_a_tag(target, path, "g.tagged_at()")
         return target.graph.tagged(target.name)

@@ -67,7 +67,7 @@ class TrendQueries(ObservationState):
             >>> g.trend_at("encoder.hidden").values
             (3.0, 2.0)
         """
-        target = resolve(self, path, "g.trend_at()")
+        target = resolve(self, path, "g.trend_at()", prefer_names=True)
         if target.kind not in (PathKind.TAG, PathKind.METRIC):
             raise not_a_tag(target, path, "g.trend_at()")
         return target.graph.trend(target.name)

@@ -70,7 +70,7 @@ def resolve_names(
     """
     out: list[tuple[str, Graph, str]] = []
     for name in names:
-        target = resolve(graph, name, call, new_name=not known)
+        target = resolve(graph, name, call, new_name=not known, prefer_names=True)
         if target.kind is PathKind.SUBGRAPH:
             raise PathError(
                 f"{call}: {name!r} is a nested graph, not a metric",

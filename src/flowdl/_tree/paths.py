@@ -126,14 +126,21 @@ def describe_level(graph: Graph, internal: bool) -> str:
     return f"{graph.short_description()} has {text or 'no nested graphs, tags or metrics'}"
 
 
-def resolve(root: Graph, path: Any, call: str, *, new_name: bool = False) -> Target:
+def resolve(
+    root: Graph, path: Any, call: str, *, new_name: bool = False, prefer_names: bool = False
+) -> Target:
     """Follow `path` from `root`.
+
+    A last segment that is both a nested graph's label and a tag (allowed when the
+    tag names the node holding that graph) means the graph, unless `prefer_names`.
 
     Args:
         root: the graph the path starts at.
         path: the dotted path.
         call: the method, for messages (``"g.freeze()"``).
         new_name: the last segment may be a name not seen yet (``record_at``).
+        prefer_names: a tag or metric wins over a nested graph of the same name
+            (the observation methods, which read values).
 
     Raises:
         PathError: a segment names nothing at its level, a segment before the last
@@ -163,9 +170,9 @@ def resolve(root: Graph, path: Any, call: str, *, new_name: bool = False) -> Tar
     name = segments[-1]
     below_root = len(segments) > 1
     child = children(graph).get(name)
-    if child is not None:
+    if child is not None and not prefer_names:
         return Target(PathKind.SUBGRAPH, graph, name, prefix, child)
-    if below_root and name.startswith("_"):
+    if below_root and name.startswith("_") and child is None:
         raise PathError(
             f"{call}: {name!r} is internal to {graph.short_description()}",
             path=path,
@@ -179,7 +186,11 @@ def resolve(root: Graph, path: Any, call: str, *, new_name: bool = False) -> Tar
     if name in record.groups:
         return Target(PathKind.TAG_GROUP, graph, name, prefix)
     store = graph._existing_store()
-    if new_name or (store is not None and store.knows(name)):
+    if store is not None and store.knows(name):
+        return Target(PathKind.METRIC, graph, name, prefix)
+    if child is not None:
+        return Target(PathKind.SUBGRAPH, graph, name, prefix, child)
+    if new_name:
         return Target(PathKind.METRIC, graph, name, prefix)
     raise PathError(
         f"{call}: no {name!r} in {graph.short_description()}",
