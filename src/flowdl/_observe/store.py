@@ -127,18 +127,33 @@ class MetricStore:
 
 
 def _to_floats(values: Sequence[BufferedValue]) -> list[float]:
-    """Floats of `values`; the tensors among them read with one copy per device."""
+    """Floats of `values`; the tensors among them read with one copy per device.
+
+    Tensors of one device and dtype are stacked together (no per-value kernels), then
+    each device's stacks are joined in float64 and copied to the host once.
+    """
     out: list[float] = [0.0] * len(values)
-    by_device: dict[torch.device, list[int]] = {}
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, value in enumerate(values):
         if isinstance(value, Tensor):
-            by_device.setdefault(value.device, []).append(i)
+            groups.setdefault((value.device, value.dtype), []).append(i)
         else:
             out[i] = float(value)
-    for indices in by_device.values():
-        stacked = torch.stack([values[i].reshape(()).to(torch.float64) for i in indices])  # type: ignore[union-attr]
-        for i, number in zip(indices, stacked.tolist(), strict=True):
-            out[i] = float(number)
+    by_device: dict[torch.device, list[tuple[list[int], Tensor]]] = {}
+    for (device, _), indices in groups.items():
+        parts = [values[i] for i in indices]
+        if all(part.dim() == 0 for part in parts):  # type: ignore[union-attr]
+            stacked = torch.stack(parts)  # type: ignore[arg-type]
+        else:
+            stacked = torch.cat([part.reshape(1) for part in parts])  # type: ignore[union-attr]
+        by_device.setdefault(device, []).append((indices, stacked))
+    for stacks in by_device.values():
+        joined = torch.cat([stacked.to(torch.float64) for _, stacked in stacks]).tolist()
+        position = 0
+        for indices, _ in stacks:
+            for i in indices:
+                out[i] = float(joined[position])
+                position += 1
     return out
 
 
