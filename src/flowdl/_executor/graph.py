@@ -20,6 +20,7 @@ from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
 from flowdl._observe.graph_methods import ObservationMixin
 from flowdl._observe.state import OBSERVATION_ATTRIBUTES
+from flowdl._tree.children import TREE_ATTRIBUTES
 from flowdl._tree.graph_methods import TreeMixin
 
 
@@ -264,7 +265,7 @@ class Graph(ObservationMixin, TreeMixin, nn.Module):
         state = dict(self.__dict__)
         state["_tagged_values"] = []
         state["_fast"] = None
-        for name in OBSERVATION_ATTRIBUTES:  # buffers, histories, hooks and the clock
+        for name in (*OBSERVATION_ATTRIBUTES, *TREE_ATTRIBUTES):  # histories, hooks, caches
             state.pop(name, None)
         return state
 

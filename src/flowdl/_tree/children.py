@@ -19,15 +19,27 @@ from flowdl._errors import BuildError
 if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
 
-__all__ = ["check_children", "children", "nested_labelled", "walk"]
+__all__ = ["TREE_ATTRIBUTES", "check_children", "children", "nested_labelled", "walk"]
+
+TREE_ATTRIBUTES = ("_tree_nested",)
+"""Graph attributes caching the tree: dropped by copies and pickles (see `nested_labelled`)."""
 
 
-def nested_labelled(graph: Graph) -> Iterator[tuple[str, Graph, str]]:
+def nested_labelled(graph: Graph) -> tuple[tuple[str, Graph, str], ...]:
     """``(label, child, where)`` for every labelled graph found under `graph`.
 
     `where` is the submodule path of the find (``gate_0.experts.1``). A child held
-    at several places is reported at each.
+    at several places is reported at each. Computed once per graph (a graph's
+    modules are fixed when it is built) and cached on it; copies recompute it.
     """
+    cached: tuple[tuple[str, Graph, str], ...] | None = graph.__dict__.get("_tree_nested")
+    if cached is None:
+        cached = tuple(_search(graph))
+        graph.__dict__["_tree_nested"] = cached
+    return cached
+
+
+def _search(graph: Graph) -> Iterator[tuple[str, Graph, str]]:
     from flowdl._executor.graph import Graph
 
     seen: set[int] = set()

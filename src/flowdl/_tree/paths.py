@@ -10,6 +10,7 @@ parent's paths do not reach them.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
 
 __all__ = ["PathError", "PathKind", "Target", "check_local_name", "resolve", "split_path"]
+
+_NAME = re.compile(r"[^.\s]+")
+"""A name: no dots, no whitespace, not empty."""
+_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
+"""Names joined by single dots."""
 
 
 class PathKind(enum.Enum):
@@ -96,13 +102,12 @@ def split_path(path: Any, call: str) -> list[str]:
             f"{call} takes a path as a string such as 'encoder.hidden', got "
             f"{type(path).__name__} {path!r}"
         )
-    segments = path.split(".")
-    if not path or any(not s or any(c.isspace() for c in s) for s in segments):
+    if _PATH.fullmatch(path) is None:
         raise ValueError(
             f"{call}: {path!r} is not a path; a path is labels and a final tag or label "
             "joined by single dots, without spaces, such as 'encoder.scan.hidden'"
         )
-    return segments
+    return path.split(".")
 
 
 def describe_level(graph: Graph, internal: bool) -> str:
@@ -227,7 +232,7 @@ def check_local_name(name: Any, call: str, at: str) -> str:
             f"{call}: {name!r} is a path, and {call} names what is in this graph; "
             f"use {at}({name!r}) to reach into a nested graph"
         )
-    if not name or any(c.isspace() for c in name):
+    if _NAME.fullmatch(name) is None:
         raise ValueError(
             f"{call}: {name!r} is not a valid name; use a non-empty name without spaces "
             "(slashes are fine: 'val/loss')"
