@@ -1,4 +1,4 @@
-"""Fixed seeds for every test."""
+"""Fixed seeds for every test; one headless Chromium (``browser``) for the page tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import random
 
 import pytest
 import torch
+
+from tests.browser import browser
+
+__all__ = ["browser"]
 
 
 @pytest.fixture(autouse=True)

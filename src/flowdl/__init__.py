@@ -14,12 +14,19 @@ Example:
     torch.Size([4, 2])
 """
 
-from flowdl import protocols
+from flowdl import data, protocols
 from flowdl._builder.flow import Flow, NodeLike
 from flowdl._builder.open_builders import LoopBuilder, MapBuilder
+from flowdl._checkpoint.errors import CheckpointError
+from flowdl._checkpoint.hashing import structural_hash
+from flowdl._checkpoint.info import CheckpointInfo, checkpoint_info
+from flowdl._checkpoint.load import load_checkpoint
+from flowdl._checkpoint.report import LoadReport
+from flowdl._checkpoint.save import save_checkpoint
 from flowdl._context import Context
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._executor.graph import Graph
+from flowdl._monitor.monitor import Monitor
 from flowdl._nodes.halts import LearnedHalt, ThresholdHalt
 from flowdl._nodes.merge import Add, Cat, Mean
 from flowdl._nodes.reshape import Reshape
@@ -36,6 +43,8 @@ __all__ = [
     "BuildError",
     "Cancelled",
     "Cat",
+    "CheckpointError",
+    "CheckpointInfo",
     "Context",
     "DeadlineExceeded",
     "FixedSelector",
@@ -43,9 +52,11 @@ __all__ = [
     "Graph",
     "GraphError",
     "LearnedHalt",
+    "LoadReport",
     "LoopBuilder",
     "MapBuilder",
     "Mean",
+    "Monitor",
     "NodeLike",
     "PathKind",
     "Reshape",
@@ -57,5 +68,10 @@ __all__ = [
     "Trend",
     "TrendGroup",
     "__version__",
+    "checkpoint_info",
+    "data",
+    "load_checkpoint",
     "protocols",
+    "save_checkpoint",
+    "structural_hash",
 ]

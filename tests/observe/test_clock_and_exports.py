@@ -13,7 +13,7 @@ from torch import nn
 
 import flowdl as fl
 from flowdl._observe.clock import Clock
-from flowdl._observe.export import csv_text, log_text, write_atomic
+from flowdl._observe.export import csv_text, log_text
 
 
 class FakeTime:
@@ -137,18 +137,19 @@ def test_exports_without_data_say_to_flush(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_writes_are_atomic(tmp_path: Path) -> None:
-    target = tmp_path / "out.txt"
+def test_exports_replace_files_whole(tmp_path: Path) -> None:
+    g = fl.Flow(nn.Identity()).build()
+    g.record("loss", 0.5)
+    g.flush()
+    target = tmp_path / "out.csv"
     target.write_text("old")
-
-    with pytest.raises(TypeError):
-        write_atomic(target, 3)  # type: ignore[arg-type]
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
-    write_atomic(target, "new")
-    assert target.read_text() == "new"
-    with pytest.raises(FileNotFoundError):
-        write_atomic(tmp_path / "missing" / "out.txt", "x")
+    g.export_trends(target)
+    assert target.read_text() == "epoch,loss\n1,0.5\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no temporary left
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        g.export_trends(tmp_path / "missing" / "out.csv")
+    with pytest.raises(IsADirectoryError):
+        g.write_log(tmp_path, 3)
 
 
 # ------------------------------------------------------------------------- the log

@@ -1,18 +1,16 @@
-"""The training log (goDl §6.5) and the trends CSV (goDl §6.4), as text; atomic writes."""
+"""The training log (goDl §6.5) and the trends CSV (goDl §6.4), as text."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 from flowdl._format import format_duration, format_metric
 from flowdl._observe.clock import Clock
 
-__all__ = ["csv_text", "log_text", "write_atomic"]
+__all__ = ["csv_text", "log_text"]
 
 Series = Sequence[tuple[str, Sequence[float]]]
 
@@ -73,23 +71,3 @@ def log_text(series: Series, clock: Clock, total_epochs: int) -> str:
             line += "]"
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder, then rename.
-
-    A reader never sees half a file, and a failed write leaves the old one.
-
-    Returns:
-        the path written.
-    """
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target

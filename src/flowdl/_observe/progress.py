@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowdl._observe.export import csv_text, log_text, write_atomic
+from flowdl._observe.export import csv_text, log_text
 from flowdl._observe.state import Observation, ObservationState
 from flowdl._observe.store import select_series
 from flowdl._observe.tree import tree_groups, tree_histories
+from flowdl._web.files import write_text_atomic
 
 if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
@@ -91,7 +92,7 @@ class Progress(ObservationState):
             1,0.5
             2,0.25
         """
-        return write_atomic(path, csv_text(self._series(names, "export")))
+        return write_text_atomic(path, csv_text(self._series(names, "export")))
 
     def write_log(
         self: Graph, path: str | os.PathLike[str], total_epochs: int = 0, *names: str
@@ -125,4 +126,4 @@ class Progress(ObservationState):
             )
         series = self._series(names, "log")
         clock = self._observation_state().clock
-        return write_atomic(path, log_text(series, clock, total_epochs))
+        return write_text_atomic(path, log_text(series, clock, total_epochs))

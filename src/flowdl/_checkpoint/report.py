@@ -1,0 +1,75 @@
+"""`fl.LoadReport`: what `load_checkpoint` loaded, and what it could not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+
+
+class Mismatch(NamedTuple):
+    """A name in both the checkpoint and the model, with another shape or kind of dtype."""
+
+    name: str
+    checkpoint_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+    checkpoint_dtype: torch.dtype
+    model_dtype: torch.dtype
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name}: checkpoint {_describe(self.checkpoint_shape, self.checkpoint_dtype)}, "
+            f"model {_describe(self.model_shape, self.model_dtype)}"
+        )
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `fl.load_checkpoint` did.
+
+    Attributes:
+        loaded: the state-dict keys copied from the checkpoint into the model.
+        missing: keys of the model that the checkpoint lacks (left as they were).
+        unexpected: keys of the checkpoint that the model lacks (ignored).
+        mismatched: keys in both whose shapes differ, or whose dtypes are of
+            different kinds (floating point, integer, boolean, complex): left as they
+            were. Each is a `Mismatch` (name, shapes, dtypes).
+        hash_matched: whether the checkpoint's structural hash is the model's.
+        epoch: the ``epoch=`` given to `save_checkpoint`, or ``None``.
+        extra: the extras given to `save_checkpoint` (``epoch`` included).
+
+    With ``strict=True`` (the default) a load either loads everything or raises,
+    so `missing`, `unexpected` and `mismatched` are empty.
+    """
+
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    mismatched: tuple[Mismatch, ...]
+    hash_matched: bool = True
+    epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Everything matched: nothing missing, unexpected or mismatched."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        lines = [
+            f"loaded {len(self.loaded)} tensors"
+            + ("" if self.hash_matched else " (the structural hash differs)")
+        ]
+        for title, items, comma in (
+            ("missing from the checkpoint", self.missing, ", "),
+            ("not in the model", self.unexpected, ", "),
+            ("mismatched", tuple(str(m) for m in self.mismatched), "; "),
+        ):
+            if items:
+                lines.append(f"{title}: {comma.join(items)}")
+        return "\n".join(lines)
+
+
+def _describe(shape: tuple[int, ...], dtype: torch.dtype) -> str:
+    return f"[{', '.join(str(d) for d in shape)}] {str(dtype).removeprefix('torch.')}"

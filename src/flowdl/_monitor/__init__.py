@@ -1,0 +1,1 @@
+"""`fl.Monitor`: the training monitor, its terminal line, live dashboard and exports."""

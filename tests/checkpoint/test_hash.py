@@ -1,0 +1,137 @@
+"""The structural hash: deterministic, blind to values and labels, sensitive to structure."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import flowdl as fl
+from flowdl._checkpoint.hashing import SCHEME
+from tests.checkpoint.helpers import TiedLM, encoder, reused_module_graph, rich_graph
+from tests.support import Mix
+
+h = fl.structural_hash
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_plain_module_hash_is_sha256_of_its_documented_structure() -> None:
+    # Independently computed: the scheme, then type, sorted [name, shape] lists, children.
+    def expected(payload: object) -> str:
+        text = json.dumps([SCHEME, payload], separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    linear = {"type": "Linear", "parameters": [["bias", [3]], ["weight", [3, 2]]],
+              "buffers": [], "children": []}  # fmt: skip
+    relu = {"type": "ReLU", "parameters": [], "buffers": [], "children": []}
+    sequential = {"type": "Sequential", "parameters": [], "buffers": [],
+                  "children": [["0", expected(linear)], ["1", expected(relu)]]}  # fmt: skip
+    assert h(nn.Linear(2, 3)) == expected(linear)
+    assert h(nn.Sequential(nn.Linear(2, 3), nn.ReLU())) == expected(sequential)
+
+
+def test_the_hash_is_the_same_in_another_process() -> None:
+    code = (
+        "import torch, flowdl as fl\n"
+        "from tests.checkpoint.helpers import rich_graph\n"
+        "print(fl.structural_hash(rich_graph()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == h(rich_graph())
+
+
+def test_values_dtypes_devices_and_copies_do_not_change_the_hash() -> None:
+    g = rich_graph()
+    before = h(g)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+    g(torch.randn(4, 3))  # buffers and state move
+    assert h(g) == before
+    assert h(g.double()) == before
+    assert h(g.to("meta")) == before
+    assert h(copy.deepcopy(g)) == before
+
+
+def test_labels_do_not_change_the_hash_but_shapes_types_and_wiring_do() -> None:
+    def chain(width: int = 4, act: nn.Module | None = None, label: str | None = None) -> fl.Graph:
+        flow = fl.Flow(nn.Linear(2, width)).through(act or nn.ReLU()).through(nn.Linear(width, 1))
+        return (flow.label(label) if label else flow).build()
+
+    base = h(chain())
+    assert h(chain(label="a")) == h(chain(label="b")) == base
+    assert h(chain(width=5)) != base
+    assert h(chain(act=nn.GELU())) != base
+    residual = fl.Flow(nn.Linear(2, 4)).also(nn.ReLU()).through(nn.Linear(4, 1)).build()
+    assert list(residual.state_dict()) == list(chain().state_dict())
+    assert h(residual) != base  # same tensors, other wiring (x + relu(x))
+
+
+def test_tag_names_do_not_change_the_hash() -> None:
+    def stateful(tag: str) -> fl.Graph:
+        return fl.Flow(nn.Linear(2, 2)).through(Mix(2)).using(tag).tag(tag).build()
+
+    assert h(stateful("memory")) == h(stateful("hidden"))
+    plain = fl.Flow(nn.Linear(2, 2)).through(Mix(2)).build()
+    assert h(plain) != h(stateful("memory"))  # the state edge is structure
+
+
+def test_a_shared_module_differs_from_two_modules() -> None:
+    twice = reused_module_graph()
+    two = fl.Flow(nn.Linear(3, 3)).through(nn.ReLU()).through(nn.Linear(3, 3))
+    assert h(twice) != h(two.through(nn.Linear(3, 1)).build())
+    assert h(twice) == h(reused_module_graph())
+
+
+def test_nested_graphs_have_their_own_hash_inside_the_parents() -> None:
+    g = rich_graph()
+    assert h(g.encoder) == h(encoder())
+    changed = (
+        fl.Flow(nn.Linear(3, 4))
+        .through(nn.BatchNorm1d(4))
+        .through(fl.Flow(nn.Linear(4, 4)).through(nn.Sigmoid()).through(Mix(4)).using("memory")
+                 .tag("memory").label("encoder").build())
+        .build()
+    )  # fmt: skip
+    same_outer = fl.Flow(nn.Linear(3, 4)).through(nn.BatchNorm1d(4)).through(encoder()).build()
+    assert h(changed) != h(same_outer)  # a change inside a nested graph reaches the parent
+    assert h(changed.encoder) != h(same_outer.encoder)
+
+
+def test_a_graph_inside_a_plain_module_is_hashed_as_a_graph() -> None:
+    class Holder(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+    assert h(Holder(encoder())) == h(Holder(encoder()))
+    assert h(Holder(encoder())) != h(Holder(nn.Linear(4, 4)))
+
+
+def test_persistent_buffers_count_and_non_persistent_ones_do_not() -> None:
+    class Buffers(nn.Module):
+        def __init__(self, persistent: bool, size: int = 3) -> None:
+            super().__init__()
+            self.register_buffer("stats", torch.zeros(size), persistent=persistent)
+
+    assert h(Buffers(persistent=False)) == h(Buffers(persistent=False, size=5))
+    assert h(Buffers(persistent=True)) != h(Buffers(persistent=True, size=5))
+
+
+def test_wrappers_have_the_hash_of_what_they_wrap() -> None:
+    model = TiedLM()
+    assert h(nn.DataParallel(model)) == h(model)
+
+
+def test_hash_of_a_non_module_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"takes an nn\.Module"):
+        h({"weight": torch.ones(1)})  # type: ignore[arg-type]

@@ -1,0 +1,130 @@
+"""The dashboard in real headless Chromium: the live page draws epochs logged after it
+connected; the frozen page of save_html draws offline; user strings stay text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import flowdl as fl
+from tests.browser import PageWatch, colour_pixels, plot_area_png
+
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+FIRST_COLOUR = "#636efa"  # the first metric's line (plotly's first colour)
+
+
+class Drawn:
+    label = "demo"
+
+    def svg(self) -> str:
+        return (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="240" height="60">'
+            '<rect width="240" height="60" fill="#b3d4ff"/><text x="10" y="35">Linear</text></svg>'
+        )
+
+
+def chart_data(page: Any, metric: str) -> Any:
+    return page.evaluate(
+        """(metric) => {
+            const box = [...document.querySelectorAll('.metric-chart')]
+                .find(e => e.getAttribute('data-metric') === metric);
+            if (!box) return null;
+            const plot = box.querySelector('.chart');
+            return {x: plot.data[0].x, y: plot.data[0].y,
+                    title: box.querySelector('h3').textContent,
+                    path: (plot.querySelector('.scatterlayer path.js-line') || {}).outerHTML || ''};
+        }""",
+        metric,
+    )
+
+
+def test_live_page_draws_epochs_logged_after_it_connected(browser: Any) -> None:
+    monitor = fl.Monitor(6, output=io.StringIO(), title="live run")
+    watch = PageWatch(browser)
+    try:
+        monitor.watch(Drawn())
+        url = monitor.serve()
+        monitor.log(1, {"loss": 1.0, HOSTILE: 0.5})
+        watch.page.goto(url)
+        watch.page.wait_for_function(
+            "() => window.flowdlDashboard && window.flowdlDashboard.connection === 'live'"
+            " && window.flowdlDashboard.epochs.size === 1"
+        )
+        for epoch in (2, 3, 4):
+            monitor.log(epoch, {"loss": 1.0 / epoch, HOSTILE: 0.5})
+        watch.page.wait_for_function(
+            "() => window.flowdlDashboard.epochs.size === 4 && window.flowdlDashboard.renders > 0"
+            " && document.querySelector('[data-metric=loss] .chart').data[0].x.length === 4"
+        )
+        loss = chart_data(watch.page, "loss")
+        assert loss["x"] == [1, 2, 3, 4]
+        assert loss["y"] == pytest.approx([1.0, 0.5, 1 / 3, 0.25])
+        assert loss["path"].count("L") >= 3  # plotly drew a line through the four points
+        pixels = colour_pixels(plot_area_png(watch.page, "[data-metric=loss] .chart"), FIRST_COLOUR)
+        assert pixels > 100, f"only {pixels} pixels of the loss line in the plot area"
+        assert watch.page.inner_text("#epoch-count") == "4/6"
+        assert watch.page.inner_text("#status") == "live"
+        hostile = chart_data(watch.page, HOSTILE)
+        assert hostile["title"] == HOSTILE  # shown as text
+        assert watch.page.evaluate("() => window.pwned") is None
+        assert (
+            watch.page.locator("#graph-panel img")
+            .get_attribute("src")
+            .startswith("data:image/svg+xml;base64,")
+        )
+        assert "CPU" in watch.page.inner_text("#resource-now")
+        monitor.finish()
+        watch.page.wait_for_function("() => window.flowdlDashboard.finish !== null")
+        watch.page.wait_for_function(
+            "() => document.getElementById('status').textContent === 'finished'"
+        )
+        assert watch.page.inner_text("#summary").startswith("done: 4/6 epochs in ")
+        origin = url.rstrip("/")
+        assert all(request.startswith(origin) for request in watch.requests), watch.requests
+        assert watch.errors == []
+    finally:
+        monitor.finish()
+        watch.close()
+
+
+def test_saved_page_draws_offline(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as on a CUDA machine: the GPU memory figures join the resources
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: 3 * 2**30)
+    monitor = fl.Monitor(5, output=io.StringIO(), title="saved run")
+    for epoch in range(1, 6):
+        monitor.log(epoch, {"loss": 2.0 / epoch, "accuracy": epoch / 5})
+    monitor.finish()
+    saved = monitor.save_html(tmp_path / "run.html")
+    text = saved.read_text()
+    assert "http://" not in text.split("<script>", 1)[0]  # nothing to load in the head
+    watch = PageWatch(browser)
+    try:
+        watch.page.goto(saved.as_uri())
+        watch.page.wait_for_function(
+            "() => window.flowdlDashboard && window.flowdlDashboard.renders > 0"
+        )
+        accuracy = chart_data(watch.page, "accuracy")
+        assert accuracy["x"] == [1, 2, 3, 4, 5]
+        assert accuracy["y"] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+        pixels = colour_pixels(plot_area_png(watch.page, "[data-metric=loss] .chart"), FIRST_COLOUR)
+        assert pixels > 100, f"only {pixels} pixels of the loss line in the plot area"
+        assert watch.page.inner_text("#status").startswith("snapshot of ")
+        assert watch.page.inner_text("#eta") == "done"
+        memory = watch.page.evaluate(
+            "() => document.getElementById('resource-memory').data.map(t => [t.name, t.y[0]])"
+        )
+        assert memory[1:] == [["GPU allocated", 1.0], ["GPU reserved", 3.0]]  # GiB
+        assert "GPU reserved 3.0 GiB" in watch.page.inner_text("#resource-now")
+        assert watch.requests == [saved.as_uri()]  # offline: the page loads nothing else
+        assert watch.errors == []
+    finally:
+        watch.close()
