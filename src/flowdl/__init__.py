@@ -24,6 +24,7 @@ from flowdl._checkpoint.load import load_checkpoint
 from flowdl._checkpoint.report import LoadReport
 from flowdl._checkpoint.save import save_checkpoint
 from flowdl._context import Context
+from flowdl._draw.summary import Summary
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._executor.graph import Graph
 from flowdl._monitor.monitor import Monitor
@@ -34,6 +35,7 @@ from flowdl._nodes.routers import SigmoidRouter, SoftmaxRouter, TopKRouter
 from flowdl._nodes.selectors import ArgmaxSelector, FixedSelector
 from flowdl._nodes.state_add import StateAdd
 from flowdl._observe.trend import Trend, TrendGroup
+from flowdl._profile.profile import Profile
 from flowdl._tree.paths import PathKind
 from flowdl._version import __version__
 
@@ -59,10 +61,12 @@ __all__ = [
     "Monitor",
     "NodeLike",
     "PathKind",
+    "Profile",
     "Reshape",
     "SigmoidRouter",
     "SoftmaxRouter",
     "StateAdd",
+    "Summary",
     "ThresholdHalt",
     "TopKRouter",
     "Trend",

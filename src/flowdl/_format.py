@@ -67,3 +67,34 @@ def format_metric(value: float) -> str:
     if magnitude < 100:
         return f"{value:.4f}"
     return f"{value:.2f}"
+
+
+def format_precise_duration(seconds: float) -> str:
+    """A short duration to three significant digits: ``850µs``, ``1.25ms``, ``12.3ms``.
+
+    For the times of single nodes (profiles), where `format_duration`'s whole
+    milliseconds would read ``0ms``. Under a millisecond: whole microseconds; under
+    a second: milliseconds with three significant digits; a second or more: as
+    `format_duration` writes it.
+
+    Args:
+        seconds: the duration in seconds.
+
+    Example:
+        >>> [format_precise_duration(s) for s in (0.000_000_4, 0.000_85, 0.001_254, 0.0123, 0.4567)]
+        ['0µs', '850µs', '1.25ms', '12.3ms', '457ms']
+        >>> format_precise_duration(0.999_9996), format_precise_duration(2.5)
+        ('1.0s', '2.5s')
+    """
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 0:
+        return "-" + format_precise_duration(-seconds)
+    micro = seconds * 1e6
+    if round(micro) < 1000:
+        return f"{round(micro)}µs"
+    milli = seconds * 1e3
+    for decimals, below in ((2, 9.995), (1, 99.95), (0, 999.5)):
+        if milli < below:
+            return f"{milli:.{decimals}f}ms"
+    return format_duration(max(seconds, 1.0))  # 0.9999996s rounds up to 1.0s, not down

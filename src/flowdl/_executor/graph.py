@@ -13,6 +13,7 @@ from flowdl._builder.record import FlowRecord
 from flowdl._context import Context, _current
 from flowdl._control.loop import Loop
 from flowdl._describe import describe_value, plural
+from flowdl._draw.graph_methods import DrawingMixin
 from flowdl._errors import Cancelled, ControlFlowError, GraphError
 from flowdl._executor.fast import FastItem, Segment, run_steps, split_plan
 from flowdl._executor.plan import Plan, compile_plan
@@ -20,11 +21,12 @@ from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
 from flowdl._observe.graph_methods import ObservationMixin
 from flowdl._observe.state import OBSERVATION_ATTRIBUTES
+from flowdl._profile.graph_methods import PROFILING_ATTRIBUTES, ProfilingMixin
 from flowdl._tree.children import TREE_ATTRIBUTES
 from flowdl._tree.graph_methods import TreeMixin
 
 
-class Graph(ObservationMixin, TreeMixin, nn.Module):
+class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module):
     """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
 
     Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
@@ -123,8 +125,12 @@ class Graph(ObservationMixin, TreeMixin, nn.Module):
             # Nested graphs inherit the context of the enclosing call. Under
             # torch.compile there is none to inherit (contexts are eager-only).
             ctx = _current.get()
+        profiler = self._profiler  # profiling picks its own loop, once per call
         try:
-            self._run(vals, ctx)
+            if profiler is None:
+                self._run(vals, ctx)
+            else:
+                measured = profiler.run(self, vals, ctx)
         except BaseException:
             if saved is not None:  # a failed call leaves no trace in nested state either
                 for cell, value in zip(nested, saved, strict=True):
@@ -140,6 +146,8 @@ class Graph(ObservationMixin, TreeMixin, nn.Module):
         if plan.tag_slots:
             # Straight into __dict__: nn.Module.__setattr__ costs microseconds per call.
             self.__dict__["_tagged_values"] = [vals[s] for s in plan.tag_slots]
+        if profiler is not None:
+            profiler.publish(self, measured)
         return vals[plan.out_slot]
 
     def _run(self, vals: list[Any], ctx: Context | None) -> None:
@@ -265,7 +273,8 @@ class Graph(ObservationMixin, TreeMixin, nn.Module):
         state = dict(self.__dict__)
         state["_tagged_values"] = []
         state["_fast"] = None
-        for name in (*OBSERVATION_ATTRIBUTES, *TREE_ATTRIBUTES):  # histories, hooks, caches
+        # profiles, observation (histories, hooks) and tree caches stay with the original
+        for name in (*PROFILING_ATTRIBUTES, *OBSERVATION_ATTRIBUTES, *TREE_ATTRIBUTES):
             state.pop(name, None)
         return state
 

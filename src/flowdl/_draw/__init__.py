@@ -1,0 +1,1 @@
+"""Drawing: DOT text and SVG straight from the builder's record, and the summary table."""

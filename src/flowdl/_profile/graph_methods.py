@@ -1,0 +1,167 @@
+"""The profiling methods of `fl.Graph`: `enable_profiling`, `profile`, `timing`, `on_profile`."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.hooks import RemovableHandle
+
+from flowdl._builder.ir import NodeKind
+from flowdl._profile.profile import Profile
+from flowdl._profile.runner import Profiler
+
+if TYPE_CHECKING:
+    from flowdl._builder.record import FlowRecord
+    from flowdl._executor.plan import Plan
+
+ProfileHook = Callable[[Profile], Any]
+
+PROFILING_ATTRIBUTES = ("_profiler", "_last_profile", "_profile_hooks")
+"""What copies and pickles of a graph leave behind: they start unprofiled, without hooks."""
+
+
+class ProfilingMixin:
+    """Per-node and per-level timing of forwards; `fl.Graph` inherits it.
+
+    Off by default, and then free: the forward runs its plain loop and reads no
+    clock. When on, the forward runs a second loop that marks a clock around each
+    node and level. On the CPU the clock is ``time.perf_counter``; when the graph's
+    first tensor input is on a CUDA device, it records CUDA events on that device's
+    current stream and synchronises once, at the end of the forward, so the node
+    times are GPU times and the kernels still queue as usual.
+
+    What is timed: each node of this graph's plan, as one call. A loop, map, gate
+    or switch is timed as a whole, and so is a nested graph; enable profiling on
+    the nested graph itself to see inside it (its `profile` then holds its last
+    call: for a loop body, the last iteration). A compiled graph (`Graph.compile`)
+    runs its eager plan while profiling is on, because a compiled segment has no
+    node boundaries to time; disable profiling to run compiled again. Under
+    ``torch.compile(graph)`` the profiled loop is not used (clocks are eager-only).
+    """
+
+    _profiler: Profiler | None = None
+    _last_profile: Profile | None = None
+    _profile_hooks: OrderedDict[int, ProfileHook] | None = None
+
+    if TYPE_CHECKING:
+        _plan: Plan
+        _record: FlowRecord
+
+        def tagged(self, tag: str) -> Any: ...
+
+    def enable_profiling(self) -> None:
+        """Time every forward from now on; `profile` returns the last.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(2, 2)).build()
+            >>> g.profiling
+            False
+            >>> g.enable_profiling()
+            >>> g.profiling
+            True
+        """
+        if self._profiler is None:
+            self.__dict__["_profiler"] = Profiler(self._plan)
+
+    def disable_profiling(self) -> None:
+        """Stop timing forwards and forget the last profile (hooks stay registered).
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(2, 2)).build()
+            >>> g.enable_profiling()
+            >>> _ = g(torch.randn(1, 2))
+            >>> g.disable_profiling()
+            >>> g.profile() is None
+            True
+        """
+        self.__dict__["_profiler"] = None
+        self.__dict__["_last_profile"] = None
+
+    @property
+    def profiling(self) -> bool:
+        """Whether forwards are timed (`enable_profiling`)."""
+        return self._profiler is not None
+
+    def profile(self) -> Profile | None:
+        """The `fl.Profile` of the last successful profiled forward, or ``None``.
+
+        A forward that raises leaves the previous profile in place.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(2, 2)).through(torch.nn.Tanh()).build()
+            >>> g.profile() is None
+            True
+            >>> g.enable_profiling()
+            >>> _ = g(torch.randn(4, 2))
+            >>> [node.id for node in g.profile().nodes]
+            ['Linear_0', 'Tanh_0']
+        """
+        return self._last_profile
+
+    def timing(self, tag: str) -> float | None:
+        """Seconds the node named `tag` took in the last profiled forward.
+
+        Returns:
+            the duration; ``0.0`` for a tag naming a graph input (inputs take no
+            time); ``None`` when there is no profile (profiling off, or no forward yet).
+
+        Raises:
+            KeyError: the tag does not exist in this graph (the message lists those that do).
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(2, 2)).tag("hidden").build()
+            >>> g.timing("hidden") is None
+            True
+            >>> g.enable_profiling()
+            >>> _ = g(torch.randn(4, 2))
+            >>> g.timing("hidden") > 0
+            True
+        """
+        self.tagged(tag)  # raises the KeyError listing the tags
+        profile = self._last_profile
+        if profile is None:
+            return None
+        if self._record.nodes[self._record.tags[tag]].kind is NodeKind.INPUT:
+            return 0.0
+        return profile.timing(tag)
+
+    def on_profile(self, hook: ProfileHook) -> RemovableHandle:
+        """Call ``hook(profile)`` after every successful profiled forward.
+
+        The hook runs at the end of the forward, after the state and the tagged
+        values are updated; an exception it raises reaches the caller of the
+        forward. Hooks stay registered while profiling is off (they are not called
+        then); copies of the graph start without them.
+
+        Returns:
+            a handle whose ``remove()`` unregisters the hook.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Linear(2, 2)).build()
+            >>> seen = []
+            >>> handle = g.on_profile(lambda p: seen.append(len(p.nodes)))
+            >>> g.enable_profiling()
+            >>> _ = g(torch.randn(1, 2)); _ = g(torch.randn(1, 2))
+            >>> seen
+            [1, 1]
+            >>> handle.remove()
+        """
+        if not callable(hook):
+            raise TypeError(
+                f"on_profile() takes a function called with the Profile; received "
+                f"{type(hook).__name__} {hook!r}"
+            )
+        hooks = self._profile_hooks
+        if hooks is None:
+            hooks = OrderedDict()
+            self.__dict__["_profile_hooks"] = hooks
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
