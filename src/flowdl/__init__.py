@@ -34,7 +34,9 @@ from flowdl._nodes.reshape import Reshape
 from flowdl._nodes.routers import SigmoidRouter, SoftmaxRouter, TopKRouter
 from flowdl._nodes.selectors import ArgmaxSelector, FixedSelector
 from flowdl._nodes.state_add import StateAdd
+from flowdl._observe.trend import Trend, TrendGroup
 from flowdl._profile.profile import Profile
+from flowdl._tree.paths import PathKind
 from flowdl._version import __version__
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "Mean",
     "Monitor",
     "NodeLike",
+    "PathKind",
     "Profile",
     "Reshape",
     "SigmoidRouter",
@@ -66,6 +69,8 @@ __all__ = [
     "Summary",
     "ThresholdHalt",
     "TopKRouter",
+    "Trend",
+    "TrendGroup",
     "__version__",
     "checkpoint_info",
     "data",

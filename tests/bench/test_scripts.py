@@ -23,6 +23,21 @@ SCRIPTS = {
         ["--dim", "8", "--batch", "4", "--rounds", "2", "--steps-per-round", "1"],
         ["intra-op threads 1", "threaded level"],
     ),
+    "observation_cost.py": (
+        [
+            "--width",
+            "4",
+            "--batch",
+            "2",
+            "--layers",
+            "4",
+            "--rounds",
+            "2",
+            "--calls-per-round",
+            "1",
+        ],
+        ["| nn.Sequential |", "tags, unobserved", "collect + record"],
+    ),
     "fast_mode.py": (
         [
             "--models",

@@ -12,7 +12,7 @@ import flowdl as fl
 from tests.support import Mix
 
 
-def encoder() -> fl.Graph:
+def encoder(label: str = "encoder") -> fl.Graph:
     """A labelled graph with forward-reference state, to nest in others."""
     return (
         fl.Flow(nn.Linear(4, 4))
@@ -20,7 +20,7 @@ def encoder() -> fl.Graph:
         .through(Mix(4))
         .using("memory")
         .tag("memory")
-        .label("encoder")
+        .label(label)
         .build()
     )
 
@@ -34,7 +34,7 @@ def rich_graph() -> fl.Graph:
         .also(nn.Linear(4, 4))
         .loop(fl.Flow(nn.Linear(4, 4)).through(nn.Tanh()).build())
         .for_(2)
-        .gate(fl.SoftmaxRouter(4, 2), nn.Linear(4, 4), encoder())
+        .gate(fl.SoftmaxRouter(4, 2), nn.Linear(4, 4), encoder("expert"))  # labels: unique
         .switch(fl.ArgmaxSelector(4, 2), nn.Linear(4, 4), nn.Identity())
         .through(nn.Linear(4, 2))
         .build()

@@ -51,6 +51,11 @@ def test_disabled_by_default_and_free(clock_reads: list[str]) -> None:
     assert g.profile() is None
     assert g.timing("encoder") is None
     g(torch.randn(2, 4))
+    # The first call of a graph reads the clock once: observation's wall clock starts
+    # there (g.elapsed, g.eta). Later calls read none.
+    assert clock_reads == ["monotonic"]
+    clock_reads.clear()
+    g(torch.randn(2, 4))
     assert clock_reads == []  # not one clock read per call, or per node
     assert g.profile() is None
     g.enable_profiling()

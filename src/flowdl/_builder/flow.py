@@ -15,6 +15,7 @@ from flowdl._builder.references import ReferencesMixin
 from flowdl._control.base import ControlNode
 from flowdl._describe import describe_module, plural
 from flowdl._errors import BuildError
+from flowdl._tree.children import check_children
 
 if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
@@ -193,7 +194,8 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
 
         Raises:
             BuildError: open branches, an unnamed fork, a tag that is never defined,
-                or a module that would be fed inputs it does not accept.
+                a module that would be fed inputs it does not accept, or two nested
+                graphs with one label (also inside loops, gates, switches and maps).
 
         Example:
             >>> import torch, flowdl as fl
@@ -240,7 +242,9 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
                     (node.state_tag, torch.zeros(1)),
                     "(ref_name, stream)",
                 )
-        return Graph(self._record())
+        graph = Graph(self._record())
+        check_children(graph, str(call))
+        return graph
 
     def __repr__(self) -> str:
         chain = "".join(c.text for c in self._calls)

@@ -19,10 +19,14 @@ from flowdl._executor.fast import FastItem, Segment, run_steps, split_plan
 from flowdl._executor.plan import Plan, compile_plan
 from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
+from flowdl._observe.graph_methods import ObservationMixin
+from flowdl._observe.state import OBSERVATION_ATTRIBUTES
 from flowdl._profile.graph_methods import PROFILING_ATTRIBUTES, ProfilingMixin
+from flowdl._tree.children import TREE_ATTRIBUTES
+from flowdl._tree.graph_methods import TreeMixin
 
 
-class Graph(DrawingMixin, ProfilingMixin, nn.Module):
+class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module):
     """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
 
     Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
@@ -103,6 +107,8 @@ class Graph(DrawingMixin, ProfilingMixin, nn.Module):
             Cancelled: the context was cancelled.
             DeadlineExceeded: the context's deadline passed.
         """
+        if self._clock_start is None and not torch.compiler.is_compiling():
+            self._start_clock()  # observation's wall clock: one attribute check per call
         plan = self._plan
         if len(inputs) != plan.n_inputs:
             raise self._input_count_error(len(inputs))
@@ -267,7 +273,8 @@ class Graph(DrawingMixin, ProfilingMixin, nn.Module):
         state = dict(self.__dict__)
         state["_tagged_values"] = []
         state["_fast"] = None
-        for name in PROFILING_ATTRIBUTES:  # copies start unprofiled, without hooks
+        # profiles, observation (histories, hooks) and tree caches stay with the original
+        for name in (*PROFILING_ATTRIBUTES, *OBSERVATION_ATTRIBUTES, *TREE_ATTRIBUTES):
             state.pop(name, None)
         return state
 

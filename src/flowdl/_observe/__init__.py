@@ -1,0 +1,1 @@
+"""Observation: metric buffers and histories, trends, the wall clock, logs and exports."""

@@ -1,0 +1,129 @@
+"""`Progress`: the wall clock of training, the training log and the CSV of trends."""
+
+# Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
+# mypy: disable-error-code="misc"
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flowdl._observe.export import csv_text, log_text
+from flowdl._observe.state import Observation, ObservationState
+from flowdl._observe.store import select_series
+from flowdl._observe.tree import tree_groups, tree_histories
+from flowdl._web.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from flowdl._executor.graph import Graph
+
+__all__ = ["Progress"]
+
+
+class Progress(ObservationState):
+    """`flush_count`, `elapsed`, `eta`, `export_trends`, `write_log`."""
+
+    @property
+    def flush_count(self) -> int:
+        """How many flushes produced data in this graph's tree (epochs done)."""
+        observation: Observation | None = self.__dict__.get("_observation")
+        return observation.clock.count if observation is not None else 0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since training started (the first forward); 0.0 before it."""
+        start = self._clock_start
+        return 0.0 if start is None else time.monotonic() - start
+
+    def eta(self, total_epochs: int) -> float:
+        """Seconds left to reach `total_epochs` flushes, from the mean epoch so far.
+
+        ``(time of the last flush - start) / flush_count × (total_epochs -
+        flush_count)``; 0.0 before the first flush and once `total_epochs` are done.
+        `flowdl._format.format_duration` writes it for people.
+
+        Raises:
+            ValueError: `total_epochs` is not a positive int.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> g.eta(10), g.flush_count
+            (0.0, 0)
+            >>> _ = g(torch.ones(1)); g.record("loss", 1.0); _ = g.flush()
+            >>> g.flush_count, g.eta(10) >= 0.0, g.eta(1)
+            (1, True, 0.0)
+        """
+        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+            raise ValueError(f"g.eta(total_epochs={total_epochs!r}): expected an int >= 1")
+        observation: Observation | None = self.__dict__.get("_observation")
+        return observation.clock.eta(total_epochs) if observation is not None else 0.0
+
+    # ------------------------------------------------------------- exports
+
+    def _series(self: Graph, names: tuple[str, ...], what: str) -> list[tuple[str, list[float]]]:
+        """The series of `names` (default: all, sorted) for plots and exports."""
+        return select_series(tree_histories(self), tree_groups(self), names, what=what)
+
+    def export_trends(self: Graph, path: str | os.PathLike[str], *names: str) -> Path:
+        """Write histories as CSV: ``epoch,<name>,...``, one row per epoch (1-based).
+
+        Names as in `latest_metrics` (default: every metric with a history, sorted);
+        tag groups are expanded; names without a history are skipped. Row ``i``
+        holds the ``i``-th value of each history, written ``%.8g``; a shorter
+        history leaves empty cells. The file is written whole or not at all.
+
+        Returns:
+            the path written.
+
+        Raises:
+            ValueError: no history to export (call `flush` first).
+
+        Example:
+            >>> import tempfile, pathlib, torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> for loss in (0.5, 0.25):
+            ...     g.record("loss", loss); _ = g.flush()
+            >>> out = g.export_trends(pathlib.Path(tempfile.mkdtemp()) / "trends.csv")
+            >>> print(out.read_text(), end="")
+            epoch,loss
+            1,0.5
+            2,0.25
+        """
+        return write_text_atomic(path, csv_text(self._series(names, "export")))
+
+    def write_log(
+        self: Graph, path: str | os.PathLike[str], total_epochs: int = 0, *names: str
+    ) -> Path:
+        """Write the training log: a header, then one line per epoch with its metrics,
+        its duration and the time left.
+
+        ``epoch   3  loss=0.1234  acc=0.9000  [1.2s  ETA 8.4s]``: values written by
+        `flowdl._format.format_metric`, durations by `format_duration`; the ETA
+        appears when `total_epochs` > 0. Names as for `export_trends`.
+
+        Returns:
+            the path written.
+
+        Raises:
+            ValueError: no history to log (call `flush` first), or a negative
+                `total_epochs`.
+
+        Example:
+            >>> import tempfile, pathlib, torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> g.record("loss", 0.5); _ = g.flush()
+            >>> log = g.write_log(pathlib.Path(tempfile.mkdtemp()) / "train.log", 10)
+            >>> log.read_text().splitlines()[1].startswith("epoch   1  loss=0.5000")
+            True
+        """
+        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 0:
+            raise ValueError(
+                f"g.write_log(path, total_epochs={total_epochs!r}): expected an int >= 0 "
+                "(0: no ETA)"
+            )
+        series = self._series(names, "log")
+        clock = self._observation_state().clock
+        return write_text_atomic(path, log_text(series, clock, total_epochs))

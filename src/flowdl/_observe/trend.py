@@ -1,0 +1,318 @@
+"""`fl.Trend` and `fl.TrendGroup`: queries over the per-epoch history of a metric.
+
+Every query looks at a *window*: the last ``window`` values of the history, or all
+of them when ``window`` is 0 or at least the history's length (goDl's rule). The
+slope is the ordinary least-squares slope of the window against ``0, 1, ..., n-1``;
+every predicate (`Trend.stalled`, `Trend.improving`, `Trend.converged`) is ``False``
+when the window holds fewer than two values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+
+__all__ = ["Trend", "TrendGroup"]
+
+
+def _check_window(window: int, method: str) -> None:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ValueError(
+            f"Trend.{method}(window={window!r}): the window must be an int >= 0 "
+            "(the number of latest values to look at; 0 means all of them)"
+        )
+
+
+def _check_tolerance(tol: float, method: str) -> None:
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(
+            f"Trend.{method}(window, tol={tol!r}): the tolerance must be a number >= 0, "
+            "e.g. tol=1e-3"
+        )
+
+
+def exact_sum(values: Iterable[float]) -> float:
+    """`math.fsum`, also where fsum refuses: ``inf - inf`` is NaN, and partial sums
+    past the largest float are summed scaled down.
+
+    So a diverged loss gives ``inf`` or ``nan`` (and every predicate ``False``)
+    instead of an exception.
+
+    Example:
+        >>> exact_sum([0.1] * 10), exact_sum([float("inf"), float("-inf")])
+        (1.0, nan)
+        >>> exact_sum([1e308, 1e308, -1e308])
+        1e+308
+    """
+    items = list(values)
+    try:
+        return math.fsum(items)
+    except ValueError:  # inf and -inf
+        return math.nan
+    except OverflowError:  # an intermediate sum overflows; the total may not
+        scale = 2.0**-64
+        scaled = math.fsum(v * scale for v in items)
+        return scaled / scale if math.isfinite(scaled / scale) else math.copysign(math.inf, scaled)
+
+
+def least_squares_slope(values: Sequence[float]) -> float:
+    """The least-squares slope of `values` against ``0, 1, ..., n-1`` (0 for n < 2).
+
+    Computed from centred sums, ``Σ(x - x̄)(y - ȳ) / Σ(x - x̄)²``, which equals goDl's
+    ``(nΣxy - ΣxΣy) / (nΣx² - (Σx)²)`` but does not lose digits to cancellation when
+    the values are large and close together.
+
+    Example:
+        >>> least_squares_slope([5, 4, 3, 2, 1]), least_squares_slope([1, 3, 5, 7])
+        (-1.0, 2.0)
+    """
+    n = len(values)
+    if n < 2:
+        return 0.0
+    center_x = (n - 1) / 2
+    center_y = exact_sum(values) / n
+    spread_x = n * (n * n - 1) / 12  # Σ(x - x̄)² for x = 0..n-1, exactly
+    return exact_sum((x - center_x) * (y - center_y) for x, y in enumerate(values)) / spread_x
+
+
+def population_variance(values: Sequence[float]) -> float:
+    """``Σ(y - ȳ)² / n`` (0 for no values).
+
+    Example:
+        >>> population_variance([1.0, 2.0, 3.0, 4.0])
+        1.25
+    """
+    n = len(values)
+    if n == 0:
+        return 0.0
+    center = exact_sum(values) / n
+    return exact_sum((y - center) ** 2 for y in values) / n
+
+
+class Trend:
+    """The history of one metric, one value per epoch (per `Graph.flush`), and queries on it.
+
+    A `Trend` is a snapshot: call ``g.trend(tag)`` again after the next flush to see
+    the new value. Lower is better for `improving` (a loss); for a metric where
+    higher is better (an accuracy), record its negative or test ``slope(w) > 0``.
+
+    Window rule (goDl's): a query with ``window=w`` looks at the last ``w`` values,
+    or at all values when ``w == 0`` or ``w >= len(trend)``. So ``stalled(5, tol)``
+    can already be true at the second epoch, looking at two values; require
+    ``len(trend) >= 5`` as well to wait for a full window. Every predicate is
+    ``False`` with fewer than two values in the window, and ``False`` when the
+    window holds a NaN.
+
+    Args:
+        values: the history, oldest first.
+
+    Example:
+        >>> import flowdl as fl
+        >>> t = fl.Trend([1.0, 0.8, 0.7, 0.65, 0.64])
+        >>> len(t), t.latest, round(t.slope(), 3), round(t.slope(2), 3)
+        (5, 0.64, -0.087, -0.01)
+        >>> t.improving(3), t.stalled(2, tol=0.05), t.stalled(5, tol=0.05)
+        (True, True, False)
+        >>> fl.Trend([0.5]).stalled(5, tol=1.0)   # one value: never stalled
+        False
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Iterable[float] = ()) -> None:
+        self._values = tuple(float(v) for v in values)
+
+    # -------------------------------------------------------------- the values
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        """Every value, oldest first."""
+        return self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Trend) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(self._values)
+
+    def __repr__(self) -> str:
+        return f"Trend({list(self._values)!r})"
+
+    @property
+    def latest(self) -> float:
+        """The newest value (0.0 when empty)."""
+        return self._values[-1] if self._values else 0.0
+
+    @property
+    def mean(self) -> float:
+        """The mean of all values (0.0 when empty)."""
+        return exact_sum(self._values) / len(self._values) if self._values else 0.0
+
+    @property
+    def min(self) -> float:
+        """The smallest value (0.0 when empty)."""
+        return min(self._values) if self._values else 0.0
+
+    @property
+    def max(self) -> float:
+        """The largest value (0.0 when empty)."""
+        return max(self._values) if self._values else 0.0
+
+    def last(self, n: int) -> tuple[float, ...]:
+        """The last `n` values (all of them when ``n >= len``; none for ``n == 0``).
+
+        Raises:
+            ValueError: `n` is negative or not an int.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"Trend.last(n={n!r}): n must be an int >= 0")
+        return self._values[len(self._values) - n :] if n < len(self._values) else self._values
+
+    def window(self, window: int = 0) -> tuple[float, ...]:
+        """The values a query with this `window` looks at (see the class docstring).
+
+        Raises:
+            ValueError: `window` is negative or not an int.
+        """
+        _check_window(window, "window")
+        return self._tail(window)
+
+    def _tail(self, window: int) -> tuple[float, ...]:
+        values = self._values
+        if window <= 0 or window >= len(values):
+            return values
+        return values[-window:]
+
+    # ----------------------------------------------------------------- queries
+
+    def slope(self, window: int = 0) -> float:
+        """Least-squares slope of the window against the epoch index (0 for < 2 values).
+
+        Units: change of the metric per epoch.
+
+        Raises:
+            ValueError: `window` is negative or not an int.
+        """
+        _check_window(window, "slope")
+        return least_squares_slope(self._tail(window))
+
+    def stalled(self, window: int, tol: float) -> bool:
+        """Whether the metric stopped moving: ``|slope(window)| < tol``, with >= 2 values.
+
+        Raises:
+            ValueError: `window` or `tol` is negative or not a number.
+        """
+        _check_window(window, "stalled")
+        _check_tolerance(tol, "stalled")
+        tail = self._tail(window)
+        return len(tail) >= 2 and abs(least_squares_slope(tail)) < tol
+
+    def improving(self, window: int = 0) -> bool:
+        """Whether the metric goes down: ``slope(window) < 0``, with >= 2 values.
+
+        Raises:
+            ValueError: `window` is negative or not an int.
+        """
+        _check_window(window, "improving")
+        tail = self._tail(window)
+        return len(tail) >= 2 and least_squares_slope(tail) < 0
+
+    def converged(self, window: int, tol: float) -> bool:
+        """Whether the metric settled: population variance of the window ``< tol``, >= 2 values.
+
+        Raises:
+            ValueError: `window` or `tol` is negative or not a number.
+        """
+        _check_window(window, "converged")
+        _check_tolerance(tol, "converged")
+        tail = self._tail(window)
+        return len(tail) >= 2 and population_variance(tail) < tol
+
+
+class TrendGroup:
+    """Several named trends queried together (``g.trends("head")`` for a tag group).
+
+    ``all_*`` is ``False`` for an empty group; ``any_*`` is ``False`` when no trend
+    qualifies; `mean_slope` is 0.0 for an empty group.
+
+    Args:
+        trends: ``{name: Trend}``, in the order the names were asked for.
+
+    Example:
+        >>> import flowdl as fl
+        >>> group = fl.TrendGroup({"a": fl.Trend([0, 2, 4]), "b": fl.Trend([0, 1, 2])})
+        >>> group.slopes(), group.mean_slope(), group.names
+        ([2.0, 1.0], 1.5, ('a', 'b'))
+        >>> group.any_stalled(0, tol=1.5), group.all_stalled(0, tol=1.5)
+        (True, False)
+    """
+
+    __slots__ = ("_trends",)
+
+    def __init__(self, trends: dict[str, Trend]) -> None:
+        self._trends = dict(trends)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the trends, in order."""
+        return tuple(self._trends)
+
+    def __len__(self) -> int:
+        return len(self._trends)
+
+    def __iter__(self) -> Iterator[Trend]:
+        return iter(self._trends.values())
+
+    def __getitem__(self, name: str) -> Trend:
+        try:
+            return self._trends[name]
+        except KeyError:
+            known = ", ".join(self._trends) or "none"
+            raise KeyError(f"no trend {name!r} in this group; it has: {known}") from None
+
+    def items(self) -> list[tuple[str, Trend]]:
+        """``(name, trend)`` pairs, in order."""
+        return list(self._trends.items())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {v!r}" for k, v in self._trends.items())
+        return f"TrendGroup({{{inner}}})"
+
+    def slopes(self, window: int = 0) -> list[float]:
+        """Each trend's `Trend.slope`, in order."""
+        return [t.slope(window) for t in self]
+
+    def mean_slope(self, window: int = 0) -> float:
+        """The mean of `slopes` (0.0 for an empty group)."""
+        slopes = self.slopes(window)
+        return exact_sum(slopes) / len(slopes) if slopes else 0.0
+
+    def all_improving(self, window: int = 0) -> bool:
+        """Every trend is `Trend.improving` (``False`` when empty)."""
+        return bool(self._trends) and all(t.improving(window) for t in self)
+
+    def any_improving(self, window: int = 0) -> bool:
+        """At least one trend is `Trend.improving`."""
+        return any(t.improving(window) for t in self)
+
+    def all_stalled(self, window: int, tol: float) -> bool:
+        """Every trend is `Trend.stalled` (``False`` when empty)."""
+        return bool(self._trends) and all(t.stalled(window, tol) for t in self)
+
+    def any_stalled(self, window: int, tol: float) -> bool:
+        """At least one trend is `Trend.stalled`."""
+        return any(t.stalled(window, tol) for t in self)
+
+    def all_converged(self, window: int, tol: float) -> bool:
+        """Every trend is `Trend.converged` (``False`` when empty)."""
+        return bool(self._trends) and all(t.converged(window, tol) for t in self)
+
+    def any_converged(self, window: int, tol: float) -> bool:
+        """At least one trend is `Trend.converged`."""
+        return any(t.converged(window, tol) for t in self)

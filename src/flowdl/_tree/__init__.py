@@ -1,0 +1,1 @@
+"""The graph tree: labelled nested graphs, dotted paths, parameters and freezing by path."""
