@@ -19,10 +19,14 @@ _FINISHING = frozenset({"for_", "while_", "until", "batched", "each", "over", "s
 
 
 def _render_arg(value: Any) -> str:
+    from flowdl._builder.core import FlowCore
+
     if isinstance(value, (str, int, float, bool, tuple, type(None))):
         return repr(value)
     if isinstance(value, nn.Module):
         return repr(value)  # nested graphs render their own chain
+    if isinstance(value, FlowCore):  # an unbuilt flow passed as a module: its chain
+        return _render_calls(value._calls)
     return describe_module(value)
 
 
@@ -39,13 +43,18 @@ def _render_call(call: BuilderCall) -> str:
 
 def render_chain(graph: Graph) -> str:
     """``Graph(fl.Flow(Linear(...)).through(ReLU()) ... .build())``, one call per line."""
+    head = f"Graph[{graph.label}]" if graph.label is not None else "Graph"
+    chain = _render_calls(graph._record.calls) + "\n.build()"
+    return f"{head}(\n{textwrap.indent(chain, '  ')}\n)"
+
+
+def _render_calls(calls: list[BuilderCall]) -> str:
+    """The chain of `calls`, one call per line (a construct's finishing call on its line)."""
     lines: list[str] = []
-    for call in graph._record.calls:
+    for call in calls:
         text = _render_call(call)
         if call.method in _FINISHING and lines:  # .loop(body).for_(3) on one line
             lines[-1] += text
         else:
             lines.append(text)
-    lines.append(".build()")
-    head = f"Graph[{graph.label}]" if graph.label is not None else "Graph"
-    return f"{head}(\n{textwrap.indent(chr(10).join(lines), '  ')}\n)"
+    return "\n".join(lines)
