@@ -330,3 +330,18 @@ def test_copies_start_without_timings_and_the_state_dict_holds_none() -> None:
         assert copied.timing_trends().names == ()
         assert list(copied.state_dict()) == keys
     assert len(g.timing_trend("refine")) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_profiles_give_their_event_times_in_seconds() -> None:
+    g = model().cuda()
+    profiles: list[Profile] = []
+    g.on_profile(profiles.append)
+    g.enable_profiling()
+    for _ in range(2):
+        g(torch.randn(4, 4, device="cuda"))
+        g.collect_timings("refine")
+    means = g.flush_timings()
+    assert profiles[0].device.startswith("cuda")
+    assert means["refine"] == mean(seconds(profiles, "refine"))
+    assert means["refine"] > 0
