@@ -87,12 +87,24 @@ def load_checkpoint(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_checkpoint() takes an nn.Module, received {type(model).__name__}")
-    where = str(path)
     target = unwrap(model)
+    return load_into(path, target, optimizer, scheduler, strict, f"this {type(target).__name__}")
+
+
+def load_into(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: Optimizer | None,
+    scheduler: scheduler_state.Stateful | None,
+    strict: bool,
+    described: str,
+) -> LoadReport:
+    """`load_checkpoint` into an unwrapped `model`, which messages call `described`."""
+    where = str(path)
     contents = container.read(path)
     document = contents.document
     try:
-        return _load(contents, where, target, optimizer, scheduler, strict)
+        return _load(contents, where, model, optimizer, scheduler, strict, described)
     except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, CheckpointError):
             raise
@@ -112,6 +124,7 @@ def _load(
     optimizer: Optimizer | None,
     scheduler: scheduler_state.Stateful | None,
     strict: bool,
+    described: str,
 ) -> LoadReport:
     document = contents.document
     tensors = contents.tensors
@@ -124,7 +137,7 @@ def _load(
             f"the checkpoint was saved from another model (a {document['model_type']}): "
             "the structural hashes differ",
             path=where,
-            expected=f"structural hash {model_hash} (this {type(model).__name__})",
+            expected=f"structural hash {model_hash} ({described})",
             received=f"structural hash {saved_hash} (in the checkpoint)" + _differences(report),
             fix="load it into a model built like the one it was saved from; or pass "
             "strict=False to load the tensors whose names and shapes match (the report "

@@ -23,6 +23,7 @@ from flowdl._observe.progress import Progress
 from flowdl._observe.queries import TrendQueries
 from flowdl._observe.reduce import Reduction, check_reduction, reduce_tagged, scalar_of
 from flowdl._observe.state import FlushHook, LogHook, Observation
+from flowdl._observe.timings import TimingTrends
 from flowdl._observe.tree import flush_tree
 from flowdl._tree.paths import PathKind, check_local_name, resolve
 
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ObservationMixin"]
 
 
-class ObservationMixin(TrendQueries, Progress):
-    """Collecting, recording, logging and flushing; trends and progress from the bases."""
+class ObservationMixin(TrendQueries, Progress, TimingTrends):
+    """Collecting, recording, logging and flushing; trends, progress and timings from the bases."""
 
     def collect(self: Graph, *tags: str, reduce: Reduction = "mean") -> None:
         """Buffer the current value of each tag for this epoch, reduced to one number.

@@ -1,4 +1,4 @@
-"""`Progress`: the wall clock of training, the training log and the CSV of trends."""
+"""`Progress`: the wall clock of training, the training log, the CSV of trends, the curves page."""
 
 # Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
 # mypy: disable-error-code="misc"
@@ -14,6 +14,7 @@ from flowdl._observe.export import csv_text, log_text
 from flowdl._observe.state import Observation, ObservationState
 from flowdl._observe.store import select_series
 from flowdl._observe.tree import tree_groups, tree_histories
+from flowdl._web.curves import write_curves_page
 from flowdl._web.files import write_text_atomic
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ __all__ = ["Progress"]
 
 
 class Progress(ObservationState):
-    """`flush_count`, `elapsed`, `eta`, `export_trends`, `write_log`."""
+    """`flush_count`, `elapsed`, `eta`, `export_trends`, `write_log`, `plot_html`."""
 
     @property
     def flush_count(self) -> int:
@@ -127,3 +128,31 @@ class Progress(ObservationState):
         series = self._series(names, "log")
         clock = self._observation_state().clock
         return write_text_atomic(path, log_text(series, clock, total_epochs))
+
+    def plot_html(self: Graph, path: str | os.PathLike[str], *names: str) -> Path:
+        """Write the "Training Curves" page: one line per history, over the epochs.
+
+        One self-contained HTML file that works offline (plotly.js is embedded
+        from the installed ``plotly`` package; the page loads nothing from the
+        network): hovering shows every series at an epoch, clicking a legend entry
+        hides a line, a button switches to a log scale, and a table gives each
+        series' last, lowest and highest value. Names as for `export_trends`
+        (default: every history of the tree, sorted; tag groups expanded; names
+        without a history skipped). Written whole or not at all.
+
+        Returns:
+            the path written.
+
+        Raises:
+            ValueError: no history to plot (call `flush` first).
+
+        Example:
+            >>> import tempfile, pathlib, torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> for loss in (0.9, 0.5, 0.4):
+            ...     g.record("loss", loss); _ = g.flush()
+            >>> page = g.plot_html(pathlib.Path(tempfile.mkdtemp()) / "curves.html")
+            >>> "<title>Training Curves</title>" in page.read_text()
+            True
+        """
+        return write_curves_page(path, dict(self._series(names, "plot")), "Training Curves")

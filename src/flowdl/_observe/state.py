@@ -1,4 +1,4 @@
-"""What a graph keeps for observation: its metric store, its clock and its hooks.
+"""What a graph keeps for observation: its metric stores, its clock and its hooks.
 
 Created on first use, so a graph nobody observes carries none of it. It is not
 part of the model: not in ``state_dict()``, and copies and pickles of a graph
@@ -27,15 +27,33 @@ OBSERVATION_ATTRIBUTES = ("_observation", "_clock_start")
 
 
 class Observation:
-    """One graph's observation state."""
+    """One graph's observation state.
 
-    __slots__ = ("clock", "flush_hook", "log_hook", "store")
+    Attributes:
+        store: collected and recorded values (`Graph.collect`, `Graph.record`).
+        timings: node durations in seconds (`Graph.collect_timings`).
+        timed_profile: the profile `timings` last read, and `timed_tags` the tags
+            read from it: a profile counts once per tag.
+    """
+
+    __slots__ = (
+        "clock",
+        "flush_hook",
+        "log_hook",
+        "store",
+        "timed_profile",
+        "timed_tags",
+        "timings",
+    )
 
     def __init__(self) -> None:
         self.store = MetricStore()
+        self.timings = MetricStore()
         self.clock = Clock()
         self.log_hook: LogHook | None = None
         self.flush_hook: FlushHook | None = None
+        self.timed_profile: object | None = None
+        self.timed_tags: set[str] = set()
 
 
 class ObservationState:
@@ -72,3 +90,8 @@ class ObservationState:
         """The store of this graph's metrics, or ``None`` if nothing was ever observed."""
         observation: Observation | None = self.__dict__.get("_observation")
         return observation.store if observation is not None else None
+
+    def _existing_timing_store(self) -> MetricStore | None:
+        """The store of this graph's node timings, or ``None`` if nothing was ever observed."""
+        observation: Observation | None = self.__dict__.get("_observation")
+        return observation.timings if observation is not None else None

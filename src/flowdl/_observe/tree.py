@@ -9,17 +9,35 @@ parents.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from flowdl._observe.distributed import average_across_ranks
+from flowdl._observe.store import MetricStore
 from flowdl._tree.children import walk
 from flowdl._tree.paths import PathError, PathKind, describe_level, resolve
 
 if TYPE_CHECKING:
     from flowdl._executor.graph import Graph
 
-__all__ = ["flush_tree", "resolve_names", "tree_groups", "tree_histories", "visible"]
+__all__ = [
+    "StoreOf",
+    "flush_stores",
+    "flush_tree",
+    "resolve_names",
+    "tree_groups",
+    "tree_histories",
+    "values_of",
+    "visible",
+]
+
+StoreOf = Callable[["Graph"], MetricStore | None]
+"""Which store of a graph a tree operation reads: its values' (`values_of`) or its timings'."""
+
+
+def values_of(graph: Graph) -> MetricStore | None:
+    """The store of `graph`'s collected and recorded values, if it has one."""
+    return graph._existing_store()
 
 
 def visible(relative: str) -> bool:
@@ -33,11 +51,15 @@ def visible(relative: str) -> bool:
     return not (head and last.startswith("_"))
 
 
-def tree_histories(graph: Graph) -> dict[str, list[float]]:
-    """``{dotted name: history}`` of every non-empty history in the tree, as `graph` sees it."""
+def tree_histories(graph: Graph, store_of: StoreOf = values_of) -> dict[str, list[float]]:
+    """``{dotted name: history}`` of every non-empty history in the tree, as `graph` sees it.
+
+    Args:
+        store_of: which store of each graph to read (default: the values').
+    """
     out: dict[str, list[float]] = {}
     for prefix, node in walk(graph):
-        store = node._existing_store()
+        store = store_of(node)
         if store is None:
             continue
         for name, values in store.histories().items():
@@ -84,6 +106,48 @@ def resolve_names(
     return out
 
 
+def flush_stores(
+    entries: Sequence[tuple[str, Graph]],
+    chosen: Sequence[tuple[Graph, str]] | None,
+    all_ranks: bool,
+    call: str,
+    store_of: StoreOf,
+) -> dict[str, float]:
+    """Buffered means become history points, in each graph's store chosen by `store_of`.
+
+    Args:
+        entries: the tree, as `walk` lists it.
+        chosen: ``(owning graph, local name)`` to flush; ``None``: everything buffered.
+        all_ranks: average each mean across the ranks of `torch.distributed`.
+        call: the method, for messages.
+        store_of: which store of each graph.
+
+    Returns:
+        ``{dotted name: mean}`` of what was flushed (internal names included).
+    """
+    wanted_by: dict[int, list[str]] | None = None
+    if chosen is not None:
+        wanted_by = {}
+        for owner, local in chosen:
+            wanted_by.setdefault(id(owner), []).append(local)
+    local_means: dict[str, float] = {}
+    owners: dict[str, tuple[MetricStore, str]] = {}
+    for prefix, node in entries:
+        store = store_of(node)
+        wanted = None if wanted_by is None else wanted_by.get(id(node))
+        if store is None or (wanted_by is not None and wanted is None):
+            continue
+        for name, mean in store.means(wanted).items():
+            local_means[prefix + name] = mean
+            owners[prefix + name] = (store, name)
+    means = average_across_ranks(local_means, call) if all_ranks else local_means
+    for dotted, mean in means.items():
+        store, name = owners[dotted]
+        store.append({name: mean})
+        store.discard([name])
+    return means
+
+
 def flush_tree(
     graph: Graph, names: Sequence[str], all_ranks: bool, call: str = "g.flush()"
 ) -> dict[str, float]:
@@ -97,31 +161,16 @@ def flush_tree(
     Returns:
         ``{dotted name: mean}`` as `graph` sees them.
     """
-    entries = walk(graph)
-    chosen: dict[int, list[str]] | None = None
+    chosen = None
     if names:
-        chosen = {}
-        for _, owner, local in resolve_names(graph, names, call, known=False):
-            chosen.setdefault(id(owner), []).append(local)
-    local_means: dict[str, float] = {}
-    owners: dict[str, tuple[Graph, str]] = {}
-    for prefix, node in entries:
-        store = node._existing_store()
-        wanted = None if chosen is None else chosen.get(id(node))
-        if store is None or (chosen is not None and wanted is None):
-            continue
-        for name, mean in store.means(wanted).items():
-            local_means[prefix + name] = mean
-            owners[prefix + name] = (node, name)
-    means = average_across_ranks(local_means, call) if all_ranks else local_means
+        chosen = [
+            (owner, local) for _, owner, local in resolve_names(graph, names, call, known=False)
+        ]
+    entries = walk(graph)
+    means = flush_stores(entries, chosen, all_ranks, call, values_of)
     if not means:
         return {}
     now = time.monotonic()
-    for dotted, mean in means.items():
-        node, name = owners[dotted]
-        store = node._metric_store()
-        store.append({name: mean})
-        store.discard([name])
     for prefix, node in entries:
         produced = {d[len(prefix) :]: m for d, m in means.items() if d.startswith(prefix)}
         if not produced:

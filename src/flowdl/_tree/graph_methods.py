@@ -10,6 +10,7 @@ of the node it names: for a residual ``.also(m)``, the module ``m``), or a tag g
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ from flowdl._tree.children import children
 from flowdl._tree.paths import PathError, PathKind, Target, describe_level, resolve
 
 if TYPE_CHECKING:
+    from flowdl._checkpoint.report import LoadReport
     from flowdl._executor.graph import Graph
 
 __all__ = ["TreeMixin"]
@@ -76,16 +78,7 @@ class TreeMixin:
             >>> g.subgraph("encoder") is encoder
             True
         """
-        target = resolve(self, path, "g.subgraph()")
-        if target.subgraph is None:
-            raise PathError(
-                f"g.subgraph(): {target.name!r} is a {target.kind.value} of "
-                f"{target.graph.short_description()}, not a nested graph",
-                path=path,
-                exists=describe_level(target.graph, internal=not target.prefix),
-                fix="a subgraph path ends at a label; tags are read with g.tagged_at(path)",
-            )
-        return target.subgraph
+        return _subgraph_at(self, path, "g.subgraph()")
 
     def subgraphs(self: Graph) -> dict[str, Graph]:
         """The labelled graphs nested directly in this graph, by label, in order.
@@ -102,6 +95,58 @@ class TreeMixin:
             ['a', 'b']
         """
         return children(self)
+
+    def load_subgraph_checkpoint(
+        self: Graph, path_in_tree: str, file: str | os.PathLike[str], strict: bool = True
+    ) -> LoadReport:
+        """Load a checkpoint of a nested graph into that graph; the rest is left alone.
+
+        The checkpoint is one saved from the nested graph itself
+        (``fl.save_checkpoint(file, g.subgraph("encoder"))``), or from a graph built
+        the same way and trained on its own. It is checked against the nested
+        graph's own structural hash, and its tensors are named in the nested
+        graph's own namespace (``Linear_0.weight``, not ``encoder.Linear_0.weight``).
+        Only the nested graph's parameters and buffers change; everything else in
+        this graph is left bit for bit as it was, and a refused load changes
+        nothing at all. This is ``fl.load_checkpoint(file, g.subgraph(path_in_tree),
+        strict=strict)``, with messages naming the nested graph. A tensor the nested
+        graph shares with the rest of the model is one tensor: it changes everywhere.
+
+        Args:
+            path_in_tree: the dotted label path of the nested graph (``"encoder"``,
+                ``"encoder.scan"``).
+            file: a checkpoint written by `fl.save_checkpoint`.
+            strict: as for `fl.load_checkpoint`: ``True`` loads everything or
+                nothing; ``False`` loads the tensors whose names and shapes match
+                and reports the rest.
+
+        Returns:
+            the `fl.LoadReport`, its names in the nested graph's namespace.
+
+        Raises:
+            KeyError: `path_in_tree` names nothing, or a tag rather than a nested
+                graph (a ``PathError`` listing what exists).
+            CheckpointError: the file is missing, damaged or not a flowdl
+                checkpoint, or (``strict``) it was saved from another model.
+
+        Example:
+            >>> import tempfile, torch, flowdl as fl
+            >>> from torch import nn
+            >>> def make_encoder():
+            ...     return fl.Flow(nn.Linear(4, 4)).through(nn.Tanh()).label("encoder").build()
+            >>> pretrained = make_encoder()
+            >>> file = tempfile.mkdtemp() + "/encoder.safetensors"
+            >>> fl.save_checkpoint(file, pretrained)
+            >>> g = fl.Flow(make_encoder()).through(nn.Linear(4, 2)).build()
+            >>> g.load_subgraph_checkpoint("encoder", file).loaded
+            ('Linear_0.weight', 'Linear_0.bias')
+            >>> torch.equal(g.subgraph("encoder").Linear_0.weight, pretrained.Linear_0.weight)
+            True
+        """
+        from flowdl._checkpoint.load import load_into
+
+        child = _subgraph_at(self, path_in_tree, "g.load_subgraph_checkpoint()")
+        return load_into(file, child, None, None, strict, f"the nested graph at {path_in_tree!r}")
 
     # ------------------------------------------------------------ parameters
 
@@ -235,6 +280,24 @@ class TreeMixin:
             )
         for module in trainable:
             module.train(bool(mode))
+
+
+def _subgraph_at(graph: Graph, path: str, call: str) -> Graph:
+    """The labelled graph at `path`.
+
+    Raises:
+        PathError: `path` names nothing, or something other than a nested graph.
+    """
+    target = resolve(graph, path, call)
+    if target.subgraph is None:
+        raise PathError(
+            f"{call}: {target.name!r} is a {target.kind.value} of "
+            f"{target.graph.short_description()}, not a nested graph",
+            path=path,
+            exists=describe_level(target.graph, internal=not target.prefix),
+            fix="a subgraph path ends at a label; tags are read with g.tagged_at(path)",
+        )
+    return target.subgraph
 
 
 def _module_of_tag(graph: Graph, tag: str) -> Any:
