@@ -1,40 +1,117 @@
-"""``python -m flowdl``: the demo trains and prints a falling loss; bad usage is explained."""
+"""``python -m flowdl``: the demo trains, decides from trends and writes its outputs."""
 
 from __future__ import annotations
 
+import io
+import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 import flowdl as fl
 from flowdl._cli import main
-from flowdl._cli.demo import run_demo
+from flowdl._cli.demo import (
+    CONVERGED_SPREAD,
+    STALL_SLOPE,
+    STALL_WINDOW,
+    build_model,
+    make_data,
+    run_demo,
+    validation_loss,
+)
+
+OUTPUTS = ["model.dot", "curves.html", "training.log", "metrics.csv", "dashboard.html"]
 
 
-def test_demo_learns_the_task() -> None:
-    lines: list[str] = []
-    result = run_demo(epochs=30, seed=1, echo=lines.append)
+def slope(values: list[float]) -> float:
+    """Least-squares slope of `values` against 0, 1, 2, ... (written out, not flowdl's)."""
+    n = len(values)
+    x_mean, y_mean = (n - 1) / 2, statistics.fmean(values)
+    num = sum((i - x_mean) * (v - y_mean) for i, v in enumerate(values))
+    return num / sum((i - x_mean) ** 2 for i in range(n))
+
+
+def test_demo_learns_decides_from_trends_and_writes_everything(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    result = run_demo(epochs=40, seed=0, out=tmp_path, stream=stream)
+    text = stream.getvalue()
     assert result.learned
-    assert result.losses[-1] < 0.1 * result.losses[0]
-    assert lines[0].startswith(f"flowdl {fl.__version__} demo")
-    assert any(line.startswith("epoch  30/30  loss=") for line in lines)
-    assert "learned the task" in lines[-1]
+    assert result.losses[-1] < 0.01 * result.losses[0]
+    assert text.startswith(f"flowdl {fl.__version__} demo")
+    assert "epoch  1/40  loss=" in text
+    assert "the model learned the task" in text
+
+    # Every decision agrees with the rule, recomputed here from the recorded history.
+    decided = {epoch for epoch, _ in result.lr_changes}
+    if result.stopped_at is not None:
+        decided.add(result.stopped_at)
+    since = 0
+    for epoch, _ in enumerate(result.val_losses, start=1):
+        since += 1
+        if since < STALL_WINDOW:
+            assert epoch not in decided
+            continue
+        window = result.val_losses[epoch - STALL_WINDOW : epoch]
+        scale = statistics.fmean(window)
+        converged = statistics.pvariance(window) < (CONVERGED_SPREAD * scale) ** 2
+        stalled = abs(slope(window)) < STALL_SLOPE * scale
+        assert (epoch == result.stopped_at) == converged
+        if converged:
+            break
+        assert (epoch in decided) == stalled
+        if stalled:
+            since = 0
+    assert len(result.val_losses) == (result.stopped_at or 40)
+
+    for name in [*OUTPUTS, "model.safetensors"]:
+        assert (tmp_path / name).is_file(), name
+        assert f"  {name}" in text
+    assert "digraph" in (tmp_path / "model.dot").read_text()
+    assert "val_loss" in (tmp_path / "curves.html").read_text()
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("epoch,")
+    assert "val_loss" in header
+    assert "lr" in header
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == len(result.losses) + 1
+
+    fresh = build_model()
+    report = fl.load_checkpoint(tmp_path / "model.safetensors", fresh)
+    assert report.complete
+    x, y = make_data(64, torch.Generator().manual_seed(5))
+    assert validation_loss(fresh, x, y) < 0.01
 
 
-def test_python_dash_m_flowdl_demo() -> None:
+def test_demo_draws_svg_when_graphviz_is_installed(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (apt-get install graphviz)")
+    run_demo(epochs=2, seed=0, out=tmp_path, stream=io.StringIO())
+    assert (tmp_path / "model.svg").read_text().lstrip().startswith("<?xml")
+    assert "<svg" in (tmp_path / "model-profile.svg").read_text()
+
+
+def test_python_dash_m_flowdl_demo(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "flowdl", "demo", "--epochs", "20"],
+        [sys.executable, "-m", "flowdl", "demo", "--epochs", "6", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=240,
     )
-    assert done.returncode == 0, done.stderr
-    losses = [float(line.split("loss=")[1]) for line in done.stdout.splitlines() if "loss=" in line]
-    assert len(losses) >= 3
-    assert losses[-1] < losses[0]
-    assert "fl.Flow(Linear(in_features=2, out_features=16, bias=True))" in done.stdout
+    losses = [
+        float(line.split("loss=")[1].split()[0])
+        for line in done.stdout.splitlines()
+        if line.startswith("epoch ") and "loss=" in line
+    ]
+    assert len(losses) == 6, done.stdout + done.stderr
+    assert losses[-1] < 0.1 * losses[0]
+    assert "fl.Flow(Linear(in_features=2, out_features=32, bias=True))" in done.stdout
+    assert f"wrote into {tmp_path}/:" in done.stdout
+    assert all((tmp_path / name).is_file() for name in OUTPUTS)
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

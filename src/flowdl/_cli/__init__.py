@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from flowdl._cli.bench import add_bench_parser, run_bench
 from flowdl._version import __version__
@@ -19,12 +20,27 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="command")
     demo = commands.add_parser(
         "demo",
-        help="build a small graph and train it on generated data",
-        description="Build a small graph and train it to map [a, b] to [a, a + b] on "
-        "generated data, printing the loss as it falls.",
+        help="train a small dynamic graph on generated data and write what it made",
+        description="Train a graph (a gate over three experts, a refinement loop) to map "
+        "[a, b] to [a + b, a * b] on generated data, with the monitor's line per epoch and "
+        "trend-driven learning-rate decisions, then write its drawing, curves, log, CSV, "
+        "dashboard and checkpoint into the output folder.",
     )
-    demo.add_argument("--epochs", type=int, default=50, help="training epochs (default: 50)")
+    demo.add_argument(
+        "--epochs", type=int, default=40, help="at most this many epochs (default: 40)"
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("flowdl-demo"),
+        help="folder for the outputs (default: ./flowdl-demo)",
+    )
+    demo.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the live dashboard on 127.0.0.1 while training (prints its URL)",
+    )
     add_bench_parser(commands)
     return parser
 
@@ -39,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.epochs < 1:
             parser.error(f"--epochs must be at least 1, got {args.epochs}")
-        result = run_demo(epochs=args.epochs, seed=args.seed)
+        result = run_demo(
+            epochs=args.epochs, seed=args.seed, out=args.out, dashboard=args.dashboard
+        )
         return 0 if result.learned else 1
     if args.command == "bench":
         return run_bench(args, parser, argv)
