@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import math
 import statistics
 import sys
@@ -172,11 +173,10 @@ class TrendRule:
             )
         if trend.stalled(self.window, self.stall_tol):
             rate = learning_rate(optimizer)
-            lowered = max(rate * self.factor, self.min_lr)
-            if lowered >= rate:
+            if rate <= self.min_lr * (1 + 1e-9):  # (0.1 * 0.1 * 0.1 is not quite 0.001)
                 return Decision()  # already at the smallest rate: wait for convergence
             for group in optimizer.param_groups:
-                group["lr"] = lowered
+                group["lr"] = max(rate * self.factor, self.min_lr)
             self.since = len(trend)
             slope = trend.slope(self.window)
             return Decision(
@@ -234,7 +234,8 @@ class PlateauRule:
             self.bad_epochs += 1
         if self.bad_epochs >= self.stop_patience:
             return Decision(
-                "stop", f"no new best for {self.bad_epochs} epochs (best {format_metric(self.best)})"
+                "stop",
+                f"no new best for {self.bad_epochs} epochs (best {format_metric(self.best)})",
             )
         if learning_rate(optimizer) < rate:
             bad = self.scheduler.patience + 1
@@ -274,7 +275,7 @@ class Run:
     def lr_changes(self) -> list[tuple[int, float]]:
         """``(epoch, new rate)`` for each change: the new rate applies from the next epoch."""
         changes = []
-        for before, after in zip(self.epochs, self.epochs[1:], strict=False):
+        for before, after in itertools.pairwise(self.epochs):
             if after.lr != before.lr:
                 changes.append((before.epoch, after.lr))
         return changes
@@ -403,13 +404,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     parser.add_argument("--window", type=int, default=5, help="trend: epochs in a window")
     parser.add_argument("--warmup", type=int, default=5, help="trend: epochs before any window")
-    parser.add_argument("--stall-tol", type=float, default=0.01,
-                        help="trend: |slope of ln(val_loss)| per epoch below which it stalled")  # fmt: skip
-    parser.add_argument("--converge-tol", type=float, default=2e-4,
-                        help="trend: variance of ln(val_loss) below which it converged")  # fmt: skip
+    parser.add_argument(
+        "--stall-tol",
+        type=float,
+        default=0.01,
+        help="trend: stalled when |slope of ln(val_loss)| per epoch is below this",
+    )
+    parser.add_argument(
+        "--converge-tol",
+        type=float,
+        default=2e-4,
+        help="trend: converged when the variance of ln(val_loss) is below this",
+    )
     parser.add_argument("--patience", type=int, default=4, help="ReduceLROnPlateau's patience")
-    parser.add_argument("--stop-patience", type=int, default=10,
-                        help="plateau: epochs without a new best that stop training")  # fmt: skip
+    parser.add_argument(
+        "--stop-patience",
+        type=int,
+        default=10,
+        help="plateau: epochs without a new best that stop training",
+    )
     parser.add_argument(
         "--threads",
         type=int,
