@@ -28,7 +28,8 @@ recorded. Recorded as ``ln(loss)``, the slope is the relative change per epoch
 (``--stall-tol 0.01``: "less than 1% per epoch") and the rule does not depend on the
 scale of the loss, as ReduceLROnPlateau's relative threshold does not. The trend
 queries and the comparison with ReduceLROnPlateau are explained in
-``docs/observation.md`` ("A training loop that decides for itself").
+``docs/observation.md`` ("A training loop that decides for itself"); what this run
+shows is in its section "The two rules in a real run".
 """
 
 from __future__ import annotations
