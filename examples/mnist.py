@@ -7,8 +7,9 @@ train, the last 2,000 test. The model is built with flowdl's builder; the traini
 loop is plain PyTorch (a `DataLoader`, Adam, a one-cycle learning-rate schedule);
 the graph records the losses and the accuracy (`g.record`, `g.flush`) and `fl.Monitor`
 prints one line per epoch (``--dashboard`` also serves the live dashboard, with the
-model's drawing, on 127.0.0.1 while it trains). After training, the model is saved with `fl.save_checkpoint`, loaded into a fresh
-model with `fl.load_checkpoint`, and evaluated again.
+model's drawing, on 127.0.0.1 while it trains). After training, the model is saved
+with `fl.save_checkpoint`, loaded into a fresh model with `fl.load_checkpoint`, and
+evaluated again.
 """
 
 from __future__ import annotations
