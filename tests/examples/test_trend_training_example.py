@@ -162,12 +162,12 @@ def test_trend_rule_waits_for_the_warmup_and_a_full_window_at_each_rate(
 ) -> None:
     rule = example.TrendRule(window=3, warmup=2, stall_tol=0.01, converge_tol=1e-6, min_lr=1e-3)
     history = History()
-    # Flat from the start: the warm-up and then the window hold the first stall back.
+    # Flat from the start: the warm-up (2 epochs), then a full window (3) hold it back.
     flat = [1.0, 1.0, 1.1, 1.0, 1.1, 1.0, 1.1, 1.0, 1.1, 1.0, 1.1]
     actions = []
     for loss in flat:
         history.add(loss)
-        actions.append(example.TrendRule.decide(rule, history.graph, history.optimizer).action)
+        actions.append(rule.decide(history.graph, history.optimizer).action)
     # Windows (of ln values): epochs 3-5 (slope 0, variance > 1e-6): lower at 5; 6-8
     # (slope 0): lower at 8, to the minimum 1e-3; 9-11 stalled again, but at the minimum.
     assert actions == ["", "", "", "", "lower", "", "", "lower", "", "", ""]
