@@ -32,12 +32,15 @@ every call would be trained as if it had no past.
 The budget is ``--steps`` optimizer steps (one per chunk), or ``--time-limit`` seconds
 if that comes first (the defaults, 400 steps or 150 seconds, take two to three minutes
 on two busy CPU cores; ``--time-limit 0`` trains for the steps however long they take,
-which makes a run repeatable). Then the validation loss (mean cross-entropy in nats per
-character) is computed on ``--validation-windows`` windows spread evenly over the last
-10% of the text, each read from fresh state (so the first characters of a window are
-predicted with little context), and a sample is generated from ``--prompt``. Nothing
-is saved unless ``--checkpoint PATH`` is given (the model, Adam's state, and as extras
-the vocabulary and the sizes needed to rebuild the model).
+which makes a run repeatable). `fl.Monitor` prints a line every ``--log-every`` steps
+(the mean training loss of those steps, as the graph recorded and flushed it, their
+time and the time left); ``--dashboard`` also serves the live dashboard, with the
+model's drawing, on 127.0.0.1 while it trains. Then the validation loss (mean
+cross-entropy in nats per character) is computed on ``--validation-windows`` windows
+spread evenly over the last 10% of the text, each read from fresh state (so the first
+characters of a window are predicted with little context), and a sample is generated
+from ``--prompt``. Nothing is saved unless ``--checkpoint PATH`` is given (the model,
+Adam's state, and as extras the vocabulary and the sizes needed to rebuild the model).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,15 +135,22 @@ def train(
     time_limit: float | None = None,
     log_every: int = 100,
     seed: int = 0,
-    log: Callable[[str], None] = print,
+    monitor: fl.Monitor | None = None,
 ) -> tuple[list[Interval], torch.optim.Optimizer]:
     """Train with truncated backpropagation through time for `steps` Adam steps.
 
     Windows are shuffled (seeded by `seed`) into batches of `batch_size`; each window
     starts from fresh state and is cut into chunks of `bptt` characters, one
     optimizer step per chunk. Training stops after `steps` steps, or at the first step
-    that ends past `time_limit` seconds. Every `log_every` steps (and at the last)
-    the mean training loss of the interval is logged with the elapsed time.
+    that ends past `time_limit` seconds. The graph records every step's loss
+    (`g.record`); every `log_every` steps (and at the last) `g.flush` makes their
+    mean one point of history and `monitor` prints it: the monitor's "epoch" is one
+    interval of `log_every` steps, and its ETA is for all `steps`. `train` finishes
+    the monitor (its summary line; a dashboard it serves stops).
+
+    Args:
+        monitor: the monitor of the run (default: a new `fl.Monitor` for
+            ``ceil(steps / log_every)`` intervals).
 
     Returns:
         the logged intervals and the optimizer (to checkpoint it).
@@ -163,33 +173,37 @@ def train(
         train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    if monitor is None:
+        monitor = fl.Monitor(intervals(steps, log_every), title="char_rnn")
     model.train()
     history: list[Interval] = []
-    total, count = 0.0, 0
     start = time.perf_counter()
-    for step, (first, inputs, targets) in enumerate(chunks(loader, bptt), start=1):
-        if first:
-            model.reset_state()  # a new window: no state from another part of the text
-        loss = chunk_loss(model, inputs, targets)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        model.detach_state()  # the state flows on into the next chunk, its gradient stops
-        total, count = total + loss.item(), count + 1
-        seconds = time.perf_counter() - start
-        out_of_time = time_limit is not None and seconds >= time_limit
-        if step % log_every == 0 or step == steps or out_of_time:
-            history.append(Interval(step, total / count, seconds))
-            log(
-                f"step {step}/{steps}  train loss {format_metric(total / count)}  "
-                f"elapsed {format_duration(seconds)}"
-            )
-            total, count = 0.0, 0
-        if step == steps or out_of_time:
-            break
+    with monitor:
+        for step, (first, inputs, targets) in enumerate(chunks(loader, bptt), start=1):
+            if first:
+                model.reset_state()  # a new window: no state from another part of the text
+            loss = chunk_loss(model, inputs, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            model.detach_state()  # the state flows on into the next chunk, its gradient stops
+            model.record("train_loss", loss)
+            seconds = time.perf_counter() - start
+            out_of_time = time_limit is not None and seconds >= time_limit
+            if step % log_every == 0 or step == steps or out_of_time:
+                means = model.flush()
+                history.append(Interval(step, means["train_loss"], seconds))
+                monitor.log(len(history), model)
+            if step == steps or out_of_time:
+                break
     model.reset_state()
     return history, optimizer
+
+
+def intervals(steps: int, log_every: int) -> int:
+    """How many times `train` logs in `steps` steps: every `log_every` steps and at the last."""
+    return -(-steps // log_every)
 
 
 def evenly_spread(count: int, total: int) -> list[int]:
@@ -303,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--checkpoint", type=Path, default=None, help="save the model here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dashboard", action="store_true", help="serve the live dashboard on 127.0.0.1"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -320,6 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{parameters:,} parameters, {args.threads} threads"
     )
 
+    print(f"training: one line per {args.log_every} steps, {args.steps} steps at most")
+    monitor = fl.Monitor(intervals(args.steps, args.log_every), title="char_rnn")
+    if args.dashboard:
+        monitor.watch(model)
+        monitor.serve()
     start = time.perf_counter()
     history, optimizer = train(
         model,
@@ -332,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time_limit=args.time_limit if args.time_limit > 0 else None,
         log_every=args.log_every,
         seed=args.seed,
+        monitor=monitor,
     )
     seconds = time.perf_counter() - start
     steps = history[-1].step

@@ -1,17 +1,25 @@
-"""Train a small graph with the monitor's dashboard open, and photograph the dashboard.
+"""Train a small mixture of experts with the monitor's dashboard open, and photograph it.
 
 Writes ``docs/dashboard.png`` (or ``--out``): a real run of 20 epochs on generated
-data, watched in headless Chromium through `fl.Monitor.serve`. Needs Playwright and
-a Chromium binary (``pip install -e ".[test]"``, ``apt-get install chromium``); no
-browser is downloaded.
+data, watched in headless Chromium through `fl.Monitor.serve`, with the model's
+drawing (`fl.Monitor.watch`, which shows ``graph.svg()``; needs Graphviz) in the
+graph panel. Needs Playwright and a Chromium binary (``pip install -e ".[test]"``,
+``apt-get install chromium``); no browser is downloaded.
 
     python examples/dashboard_screenshot.py [--out docs/dashboard.png] [--epochs 20]
                                             [--samples 4096] [--chromium PATH]
+
+The model is a graph with a soft gate: a linear embedding, three experts weighted by
+a softmax router, a linear head; it learns ``[a, b] -> [a * b, sin(pi * a)]``. For
+the photograph the two loss charts are switched to a log scale, and the graph panel
+(which scrolls past 720 pixels on screen) is opened to the drawing's full height.
+Without Graphviz the photograph stops above the graph panel.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 from pathlib import Path
 
@@ -22,24 +30,29 @@ from torch.utils.data import DataLoader, TensorDataset
 import flowdl as fl
 
 ROOT = Path(__file__).resolve().parent.parent
+WIDTH = 32
+
+
+def expert() -> nn.Module:
+    return nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.GELU())
 
 
 def model() -> fl.Graph:
+    """Embedding, a gate of three experts (tagged), head."""
     return (
-        fl.Flow(nn.Linear(2, 32))
-        .through(nn.GELU())
-        .through(nn.LayerNorm(32))
-        .also(nn.Linear(32, 32))
-        .tag("hidden")
-        .through(nn.Linear(32, 2))
-        .label("demo")
+        fl.Flow(nn.Linear(2, WIDTH))
+        .tag("features")
+        .gate(fl.SoftmaxRouter(WIDTH, 3), expert(), expert(), expert())
+        .tag("experts")
+        .through(nn.Linear(WIDTH, 2))
+        .label("moe")
         .build()
     )
 
 
 def data(n: int, generator: torch.Generator) -> TensorDataset:
     x = torch.rand(n, 2, generator=generator) * 2 - 1
-    return TensorDataset(x, torch.stack([x[:, 0], x[:, 0] + x[:, 1]], dim=1))
+    return TensorDataset(x, torch.stack([x[:, 0] * x[:, 1], torch.sin(math.pi * x[:, 0])], dim=1))
 
 
 def main() -> None:
@@ -51,6 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    torch.set_num_threads(1)  # the fastest for a model this small
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     train = DataLoader(
@@ -61,7 +75,7 @@ def main() -> None:
     optimizer = torch.optim.Adam(graph.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)
 
-    monitor = fl.Monitor(args.epochs, title="flowdl demo: [a, b] -> [a, a + b]")
+    monitor = fl.Monitor(args.epochs, title="flowdl: a gate of 3 experts, [a, b] -> [ab, sin(πa)]")
     monitor.watch(graph)
     url = monitor.serve()
     with sync_playwright() as playwright:
@@ -88,9 +102,14 @@ def main() -> None:
             schedule.step()
             monitor.log(epoch, {"loss": total / len(train.dataset), "val_loss": val_loss, "lr": lr})
         page.wait_for_function(f"() => window.flowdlDashboard.epochs.size === {args.epochs}")
+        switches = page.locator("#metric-charts label.scale input")
+        for index in range(min(2, switches.count())):  # the losses on a log scale
+            switches.nth(index).check()
         page.wait_for_timeout(800)  # let the charts settle
         drawn = page.locator("#graph-panel img").count() > 0
-        # without a drawing (no Graphviz), the photograph stops above the graph panel
+        if drawn:  # the whole drawing in the photograph, not the panel's first 720 pixels
+            page.add_style_tag(content=".graph-panel { max-height: none; }")
+            page.wait_for_timeout(200)
         clip = None if drawn else page.locator("#resources-section").bounding_box()
         if clip is None:
             page.screenshot(path=str(args.out), full_page=True)

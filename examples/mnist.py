@@ -4,9 +4,12 @@
 
 The data are the 10,000 MNIST test images (``t10k-*-ubyte.gz``): the first 8,000
 train, the last 2,000 test. The model is built with flowdl's builder; the training
-loop is plain PyTorch (a `DataLoader`, Adam, a one-cycle learning-rate schedule).
-After training, the model is saved with `fl.save_checkpoint`, loaded into a fresh
-model with `fl.load_checkpoint`, and evaluated again.
+loop is plain PyTorch (a `DataLoader`, Adam, a one-cycle learning-rate schedule);
+the graph records the losses and the accuracy (`g.record`, `g.flush`) and `fl.Monitor`
+prints one line per epoch (``--dashboard`` also serves the live dashboard, with the
+model's drawing, on 127.0.0.1 while it trains). After training, the model is saved
+with `fl.save_checkpoint`, loaded into a fresh model with `fl.load_checkpoint`, and
+evaluated again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import flowdl as fl
-from flowdl._format import format_duration, format_metric
+from flowdl._format import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
@@ -75,7 +78,7 @@ def evaluate(
 
 
 def train(
-    model: nn.Module,
+    model: fl.Graph,
     train_set: Dataset[tuple[torch.Tensor, torch.Tensor]],
     test_set: Dataset[tuple[torch.Tensor, torch.Tensor]],
     *,
@@ -83,9 +86,18 @@ def train(
     batch_size: int,
     lr: float,
     seed: int = 0,
-    log: Callable[[str], None] = print,
+    monitor: fl.Monitor | None = None,
 ) -> tuple[list[Epoch], torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Train with Adam and a one-cycle schedule; evaluate on `test_set` after each epoch.
+
+    The graph records each batch's loss (`g.record`, no wait for the device) and
+    the epoch's test loss and accuracy; `g.flush` turns them into one point each, and
+    `monitor` prints the epoch's line (metrics, time, ETA) with the learning rate at
+    the epoch's end. `train` finishes the monitor (its summary line; a dashboard it
+    serves stops).
+
+    Args:
+        monitor: the monitor of the run (default: a new ``fl.Monitor(epochs)``).
 
     Returns the per-epoch results, the optimizer and the scheduler (to checkpoint them).
     """
@@ -96,27 +108,26 @@ def train(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * len(train_loader)
     )
+    monitor = monitor if monitor is not None else fl.Monitor(epochs, title="MNIST SimpleCNN")
     history = []
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        total, batches = 0.0, 0
-        for images, labels in train_loader:
-            loss = nn.functional.cross_entropy(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-            batches += 1
-        test_loss, accuracy = evaluate(model, test_loader)
-        result = Epoch(epoch, total / batches, test_loss, accuracy, time.perf_counter() - start)
-        history.append(result)
-        log(
-            f"epoch {epoch}/{epochs}  train loss {format_metric(result.train_loss)}  "
-            f"test loss {format_metric(test_loss)}  test accuracy {accuracy:.2%}  "
-            f"({format_duration(result.seconds)})"
-        )
+    with monitor:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            for images, labels in train_loader:
+                loss = nn.functional.cross_entropy(model(images), labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                model.record("train_loss", loss)
+            test_loss, accuracy = evaluate(model, test_loader)
+            model.record("test_loss", test_loss)
+            model.record("test_accuracy", accuracy)
+            means = model.flush()
+            seconds = time.perf_counter() - start
+            history.append(Epoch(epoch, means["train_loss"], test_loss, accuracy, seconds))
+            monitor.log(epoch, model, {"lr": scheduler.get_last_lr()[0]})
     return history, optimizer, scheduler
 
 
@@ -146,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--checkpoint", type=Path, default=Path("mnist.safetensors"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dashboard", action="store_true", help="serve the live dashboard on 127.0.0.1"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -158,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(train_set)} training and {len(test_set)} test images, {args.threads} threads")
 
     model = build_model()
+    monitor = fl.Monitor(args.epochs, title="MNIST SimpleCNN")
+    if args.dashboard:
+        monitor.watch(model)
+        monitor.serve()
     start = time.perf_counter()
     history, optimizer, scheduler = train(
         model,
@@ -167,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        monitor=monitor,
     )
     seconds = time.perf_counter() - start
     final = history[-1].test_accuracy

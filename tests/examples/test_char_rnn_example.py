@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import random
 from collections import Counter
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 import flowdl as fl
+from flowdl._format import format_metric
 from flowdl.data import CharacterDataset
 from tests.examples.support import load_example
 
@@ -149,10 +151,11 @@ def test_train_takes_the_same_adam_steps_as_the_reference(example: ModuleType) -
     text = "abcdeedcbaabceeabdcdae"  # 22 characters: 3 windows of 6; batch 3 -> one batch
     windows = CharacterDataset(text, seq_len=6)
     assert (len(windows), len(windows.vocabulary)) == (3, 5)
-    lines: list[str] = []
+    output = io.StringIO()
+    monitor = fl.Monitor(4, output=output, resources=False)
     history, _ = example.train(
         model, windows, steps=4, batch_size=3, bptt=3, lr=0.05, clip=0.2,
-        log_every=1, log=lines.append,
+        log_every=1, monitor=monitor,
     )  # fmt: skip
     # By hand: every epoch is the same batch of 3 windows (their order does not change a
     # mean over the batch), each cut into 2 chunks; Adam and clipping as in train().
@@ -177,8 +180,13 @@ def test_train_takes_the_same_adam_steps_as_the_reference(example: ModuleType) -
     assert [interval.train_loss for interval in history] == pytest.approx(losses, abs=1e-12)
     for ours, theirs in reference.pairs:
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-10)
-    assert lines[0].startswith("step 1/4  train loss ")
-    assert "elapsed" in lines[-1]
+    lines = output.getvalue().splitlines()
+    assert [line.split("  [")[0] for line in lines[:4]] == [
+        f"epoch {i}/4  train_loss={format_metric(loss)}" for i, loss in enumerate(losses, 1)
+    ]
+    assert lines[4].startswith("done: 4/4 epochs in ")
+    assert monitor.finished
+    assert model.trend("train_loss").values == tuple(i.train_loss for i in history)
     assert all(interval.seconds > 0 for interval in history)
 
 
@@ -279,14 +287,17 @@ def test_training_learns_a_generated_text(example: ModuleType) -> None:
     vocab_size = len(text.vocabulary)
     model = example.build_model(vocab_size, embedding=16, hidden=48)
     before = example.evaluate(model, validation_set, windows=8)
-    lines: list[str] = []
+    output = io.StringIO()
     history, optimizer = example.train(
         model, train_set, steps=120, batch_size=8, bptt=16, lr=1e-2, log_every=40,
-        log=lines.append,
+        monitor=fl.Monitor(example.intervals(120, 40), output=output, resources=False),
     )  # fmt: skip
+    lines = output.getvalue().splitlines()
     after = example.evaluate(model, validation_set, windows=8)
     assert [interval.step for interval in history] == [40, 80, 120]
-    assert len(lines) == 3
+    assert [line.split("  ")[0] for line in lines[:3]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert lines[3].startswith("done: 3/3 epochs in ")
+    assert len(lines) == 4
     assert before > 0.9 * math.log(vocab_size)  # untrained: about uniform
     assert history[-1].train_loss < history[0].train_loss
     # Below what the character frequencies alone give: the model uses its state.
@@ -300,13 +311,16 @@ def test_training_learns_a_generated_text(example: ModuleType) -> None:
 def test_train_stops_at_the_time_limit(example: ModuleType) -> None:
     text = CharacterDataset(generated_text(500, seed=1), seq_len=8)
     model = example.build_model(len(text.vocabulary), embedding=4, hidden=4)
-    lines: list[str] = []
+    output = io.StringIO()
+    monitor = fl.Monitor(example.intervals(10**6, 100), output=output, resources=False)
     history, _ = example.train(
-        model, text, steps=10**6, batch_size=2, bptt=4, time_limit=0.0, log=lines.append
+        model, text, steps=10**6, batch_size=2, bptt=4, time_limit=0.0, monitor=monitor
     )
     assert [interval.step for interval in history] == [1]
-    assert lines == [lines[0]]
-    assert lines[0].startswith("step 1/1000000  train loss ")
+    lines = output.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch     1/10000  train_loss=")
+    assert lines[1].startswith("done: 1/10000 epochs in ")
 
 
 def test_train_refuses_a_set_smaller_than_a_batch(example: ModuleType) -> None:
@@ -341,12 +355,15 @@ def test_main_trains_evaluates_samples_and_saves(
     parameters = vocab_size * 8 + cells + 12 * vocab_size + vocab_size
     assert out[0].startswith(f"{text.ids.numel():,} characters, {vocab_size} distinct: ")
     assert out[0].endswith(f"validation windows of 16; {parameters:,} parameters, 1 threads")
-    assert [line.split("  ")[0] for line in out[1:3]] == ["step 3/6", "step 6/6"]
-    assert out[3].startswith("validation loss ")
+    assert out[1] == "training: one line per 3 steps, 6 steps at most"
+    assert [line.split("  ")[0] for line in out[2:4]] == ["epoch 1/2", "epoch 2/2"]
+    assert out[4].startswith("done: 2/2 epochs in ")
+    assert out[2].split("  ")[1].startswith("train_loss=")
+    assert out[5].startswith("validation loss ")
     uniform = f"(uniform: ln {vocab_size} = {math.log(vocab_size):.4f})"
-    assert f"nats per character on 5 windows {uniform} after 6 steps in" in out[3]
-    assert out[4] == "sample (temperature 0.8, seed 0):"
-    assert out[5].startswith("the ")
+    assert f"nats per character on 5 windows {uniform} after 6 steps in" in out[5]
+    assert out[6] == "sample (temperature 0.8, seed 0):"
+    assert out[7].startswith("the ")
     assert out[-1] == f"saved {checkpoint}"
     info = fl.checkpoint_info(checkpoint)
     assert info.optimizer == "Adam"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,4 +34,12 @@ def test_the_script_photographs_a_drawn_dashboard(tmp_path: Path) -> None:
     assert lines[3].startswith("epoch 3/3  loss=")
     assert lines[3].endswith(", done]")
     assert lines[-1] == f"dashboard screenshot: {out}"
-    assert colour_pixels(out.read_bytes(), "#636efa") > 200  # the first metric's line
+    picture = out.read_bytes()
+    assert colour_pixels(picture, "#636efa") > 200  # the first metric's line
+    # The graph panel shows the model's drawing when Graphviz can draw it: the gate's
+    # router is a large peach trapezoid (over 20,000 pixels), whole in the photograph.
+    router = colour_pixels(picture, "#f5cba7", tolerance=12)
+    if shutil.which("dot") is not None:
+        assert router > 10_000
+    else:
+        assert router == 0  # the photograph stops above the graph panel

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 
@@ -10,6 +13,7 @@ import pytest
 import torch
 
 import flowdl as fl
+from flowdl._format import format_metric
 from flowdl.data import ImageDataset
 from tests.examples.support import load_example
 
@@ -43,17 +47,42 @@ def test_training_learns_generated_digits(example: ModuleType) -> None:
     torch.manual_seed(0)
     train_set = ImageDataset(*squares(300, seed=1), classes=tuple("0123456789"))
     test_set = ImageDataset(*squares(100, seed=2), classes=tuple("0123456789"))
-    lines: list[str] = []
+    output = io.StringIO()
+    monitor = fl.Monitor(2, output=output, resources=False)
+    model = example.build_model()
     history, optimizer, scheduler = example.train(
-        example.build_model(), train_set, test_set,
-        epochs=2, batch_size=32, lr=3e-3, log=lines.append,
+        model, train_set, test_set,
+        epochs=2, batch_size=32, lr=3e-3, monitor=monitor,
     )  # fmt: skip
     assert [e.epoch for e in history] == [1, 2]
     assert history[1].train_loss < history[0].train_loss
     assert history[-1].test_accuracy >= 0.9
     assert all(e.seconds > 0 for e in history)
-    assert lines[0].startswith("epoch 1/2  train loss ")
-    assert "test accuracy" in lines[1]
+    # The graph's history holds the epochs' means; the monitor printed them, and finished.
+    assert model.trend("train_loss").values == tuple(e.train_loss for e in history)
+    assert model.trend("test_accuracy").values == tuple(e.test_accuracy for e in history)
+    lines = output.getvalue().splitlines()
+    assert len(lines) == 3
+    for line, epoch in zip(lines, history, strict=False):
+        assert line.startswith(
+            f"epoch {epoch.epoch}/2  train_loss={format_metric(epoch.train_loss)}  "
+            f"test_loss={format_metric(epoch.test_loss)}  "
+            f"test_accuracy={format_metric(epoch.test_accuracy)}  lr="
+        )
+    assert monitor.finished
+    assert lines[2].startswith("done: 2/2 epochs in ")
+    # The rate at each epoch's end: a fresh one-cycle schedule stepped 10 and 20 times.
+    weight = torch.nn.Parameter(torch.zeros(1))
+    fresh = torch.optim.lr_scheduler.OneCycleLR(
+        torch.optim.Adam([weight], lr=3e-3), max_lr=3e-3, total_steps=20
+    )
+    rates = []
+    for step in range(1, 21):
+        fresh.optimizer.step()
+        fresh.step()
+        if step % 10 == 0:
+            rates.append(fresh.get_last_lr()[0])
+    assert [row["lr"] for row in monitor.history] == pytest.approx(rates, rel=1e-12)
     assert scheduler.last_epoch == 2 * 10  # one scheduler step per batch: 300 / 32 -> 10
     assert optimizer.state_dict()["state"]  # Adam has moments to checkpoint
 
@@ -73,6 +102,7 @@ def test_main_trains_saves_and_reloads_to_the_same_accuracy(
     checkpoint = tmp_path / "mnist.safetensors"
     arguments = ["--data", str(tmp_path), "--epochs", "1", "--train-size", "200"]
     arguments += ["--batch-size", "50", "--checkpoint", str(checkpoint), "--threads", "1"]
+    arguments += ["--dashboard"]
     threads = torch.get_num_threads()
     try:
         code = example.main(arguments)
@@ -81,6 +111,15 @@ def test_main_trains_saves_and_reloads_to_the_same_accuracy(
     out = capsys.readouterr().out
     assert code == 0
     assert "200 training and 60 test images, 1 threads" in out
+    lines = out.splitlines()
+    url = next(line for line in lines if line.startswith("dashboard: http://127.0.0.1:"))[11:]
+    assert lines.index("dashboard: " + url) < next(
+        i for i, line in enumerate(lines) if line.startswith("epoch 1/1  train_loss=")
+    )
+    assert any(line.startswith("done: 1/1 epochs in ") for line in lines)
+    # training finished the monitor, which stopped the server
+    with pytest.raises(urllib.error.URLError, match="refused"):
+        urllib.request.urlopen(url, timeout=5)
     assert "reloaded: test accuracy" in out
     assert out.rstrip().endswith("the same")
     info = fl.checkpoint_info(checkpoint)
