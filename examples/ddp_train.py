@@ -126,7 +126,10 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
         sampler=DistributedSampler(validation_set, shuffle=False),
     )
 
-    monitor = fl.Monitor(args.epochs, title="ddp_train") if rank == 0 else None
+    monitor = None
+    if rank == 0:  # one process prints; the flushed metrics are already every rank's
+        out.mkdir(parents=True, exist_ok=True)
+        monitor = fl.Monitor(args.epochs, title="ddp_train")
     for epoch in range(1, args.epochs + 1):
         train_sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
         ddp.train()
@@ -152,7 +155,6 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
 
     path = out / "model.safetensors"
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         fl.save_checkpoint(path, ddp, optimizer, epoch=args.epochs)
     dist.barrier()  # nobody reads the file before rank 0 has written it
 
