@@ -109,6 +109,7 @@ def _rank_main(rank: int, worker: Worker, folder: str, world_size: int, timeout:
     try:
         result = worker(rank, Path(folder))
         Path(folder, f"rank{rank}.json").write_text(json.dumps(result))
+        dist.barrier()  # no rank takes the group down while another still uses it
     except BaseException:
         traceback.print_exc()  # into this rank's log, whichever rank the parent hears of
         raise
