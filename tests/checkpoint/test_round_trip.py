@@ -21,6 +21,7 @@ from tests.checkpoint.helpers import (
     rich_graph,
     snapshot,
 )
+from tests.ranks import single_process_group
 
 
 def perturbed(model: nn.Module) -> nn.Module:
@@ -266,10 +267,7 @@ def test_str_path_and_pathlike_both_work(tmp_path: Path) -> None:
 
 
 def test_wrapped_models_save_and_load_without_the_module_prefix(tmp_path: Path) -> None:
-    dist = torch.distributed
-    store = dist.FileStore(str(tmp_path / "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
-    try:
+    with single_process_group(tmp_path):
         graph = rich_graph()
         ddp = nn.parallel.DistributedDataParallel(graph)
         assert next(iter(ddp.state_dict())).startswith("module.")
@@ -287,8 +285,6 @@ def test_wrapped_models_save_and_load_without_the_module_prefix(tmp_path: Path) 
         wrapped = nn.parallel.DistributedDataParallel(perturbed(other))
         fl.load_checkpoint(tmp_path / "plain.safetensors", wrapped)  # unwrapped -> wrapped
         assert_same(snapshot(other), snapshot(graph))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_data_parallel_and_compiled_models_are_unwrapped(tmp_path: Path) -> None:

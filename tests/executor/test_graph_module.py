@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 import flowdl as fl
+from tests.ranks import single_process_group
 from tests.support import Mix
 
 
@@ -220,10 +221,7 @@ def test_to_device_moves_parameters_and_state() -> None:
 
 
 def test_distributed_data_parallel_wraps_a_graph(tmp_path: Path) -> None:
-    dist = torch.distributed
-    store = dist.FileStore(str(tmp_path / "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
-    try:
+    with single_process_group(tmp_path):
         g = make()
         ddp = nn.parallel.DistributedDataParallel(g)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
@@ -233,8 +231,6 @@ def test_distributed_data_parallel_wraps_a_graph(tmp_path: Path) -> None:
             loss.backward()
             opt.step()
         assert all(p.grad is not None for p in g.parameters())
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

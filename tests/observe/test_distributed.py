@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import time
-from datetime import timedelta
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 import flowdl as fl
+from tests.ranks import run_ranks
 
 
 def _model() -> fl.Graph:
@@ -20,66 +16,50 @@ def _model() -> fl.Graph:
     return fl.Flow(encoder).through(lambda x: 2 * x).tag("out").build()
 
 
-def _worker(rank: int, folder: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{folder}/store",
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=30),
-    )
+def _worker(rank: int, folder: Path) -> dict[str, object]:
+    out: dict[str, object] = {}
+    g = _model()
+    # 1. the same names on both ranks, different values: the means are averaged
+    for x in ([1.0, 3.0], [5.0]) if rank == 0 else ([10.0], [20.0, 30.0]):
+        for v in x:
+            g(torch.tensor([v]))
+            g.collect("out")
+            g.collect_at("encoder.hidden")
+        g.record("loss", float(rank))
+        out[f"flush_{len(out)}"] = g.flush()
+    out["out"] = list(g.trend("out").values)
+    out["hidden"] = list(g.trend_at("encoder.hidden").values)
+    out["loss"] = list(g.trend("loss").values)
+    out["latest"] = g.latest_metrics()
+    # 2. different names: every rank gets the same clear error, nothing is flushed
+    g.record("loss", 1.0)
+    if rank == 1:
+        g.record("extra", 1.0)
     try:
-        out: dict[str, object] = {}
-        g = _model()
-        # 1. the same names on both ranks, different values: the means are averaged
-        for x in ([1.0, 3.0], [5.0]) if rank == 0 else ([10.0], [20.0, 30.0]):
-            for v in x:
-                g(torch.tensor([v]))
-                g.collect("out")
-                g.collect_at("encoder.hidden")
-            g.record("loss", float(rank))
-            out[f"flush_{len(out)}"] = g.flush()
-        out["out"] = list(g.trend("out").values)
-        out["hidden"] = list(g.trend_at("encoder.hidden").values)
-        out["loss"] = list(g.trend("loss").values)
-        out["latest"] = g.latest_metrics()
-        # 2. different names: every rank gets the same clear error, nothing is flushed
+        g.flush()
+    except RuntimeError as error:
+        out["mismatch"] = str(error)
+    out["loss_still_buffered"] = g.collected("loss")
+    # 3. one rank with nothing at all still meets the other in the collective
+    g.flush("loss", all_ranks=False)
+    g.flush("extra", all_ranks=False)
+    if rank == 0:
         g.record("loss", 1.0)
-        if rank == 1:
-            g.record("extra", 1.0)
-        try:
-            g.flush()
-        except RuntimeError as error:
-            out["mismatch"] = str(error)
-        out["loss_still_buffered"] = g.collected("loss")
-        # 3. one rank with nothing at all still meets the other in the collective
-        g.flush("loss", all_ranks=False)
-        g.flush("extra", all_ranks=False)
-        if rank == 0:
-            g.record("loss", 1.0)
-        try:
-            g.flush()
-        except RuntimeError as error:
-            out["empty_rank"] = str(error)
-        g.flush(all_ranks=False)
-        # 4. after the errors the group still works
-        g.record("loss", 2.0 + rank)
-        out["after"] = g.flush()
-        # 5. nothing anywhere: a no-op on every rank
-        out["nothing"] = g.flush()
-        Path(folder, f"rank{rank}.json").write_text(json.dumps(out))
-    finally:
-        dist.destroy_process_group()
+    try:
+        g.flush()
+    except RuntimeError as error:
+        out["empty_rank"] = str(error)
+    g.flush(all_ranks=False)
+    # 4. after the errors the group still works
+    g.record("loss", 2.0 + rank)
+    out["after"] = g.flush()
+    # 5. nothing anywhere: a no-op on every rank
+    out["nothing"] = g.flush()
+    return out
 
 
 def test_two_ranks_flush_the_same_history(tmp_path: Path) -> None:
-    context = mp.start_processes(
-        _worker, args=(str(tmp_path),), nprocs=2, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        assert time.monotonic() < deadline, "the ranks hung"
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = run_ranks(_worker, tmp_path)
     zero, one = results
     # epoch 1: rank 0 means out 4, hidden 2; rank 1 out 20, hidden 10 -> 12, 6
     # epoch 2: rank 0 out 10, hidden 5; rank 1 out 50, hidden 25 -> 30, 15

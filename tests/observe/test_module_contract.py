@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import flowdl as fl
+from tests.ranks import single_process_group
 
 
 def observed() -> fl.Graph:
@@ -93,10 +94,7 @@ def test_fast_mode_with_observation() -> None:
 
 
 def test_distributed_data_parallel_with_observation(tmp_path: Path) -> None:
-    dist = torch.distributed
-    store = dist.FileStore(str(tmp_path / "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
-    try:
+    with single_process_group(tmp_path):
         g = observed()
         ddp = nn.parallel.DistributedDataParallel(g)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
@@ -112,5 +110,3 @@ def test_distributed_data_parallel_with_observation(tmp_path: Path) -> None:
         assert set(flushed) == {"out", "loss", "encoder.hidden"}
         assert g.flush_count == 4
         assert list(ddp.module.state_dict()) == list(g.state_dict())
-    finally:
-        dist.destroy_process_group()
