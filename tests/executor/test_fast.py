@@ -200,3 +200,36 @@ def test_nested_graphs_with_state_stay_in_the_executor() -> None:
     x = torch.randn(3, 2)
     for _ in range(3):  # the nested state accumulates the same way in both
         torch.testing.assert_close(g(x), eager(x))
+
+
+def test_recurrent_modules_run_eagerly_between_segments() -> None:
+    # Dynamo refuses nn.LSTM under fullgraph ("Attempted to wrap RNN, GRU, or LSTM"):
+    # the step holding it, even inside a loop body, stays in the executor.
+    class LastStep(nn.Module):
+        def forward(self, out: tuple[torch.Tensor, Any]) -> torch.Tensor:
+            return out[0][:, -1]
+
+    class OneStepLSTM(nn.Module):  # a plain module holding an LSTM
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(4, 4, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lstm(x.unsqueeze(1))[0][:, -1]
+
+    lstm = nn.LSTM(3, 4, batch_first=True).double()
+    body = fl.Flow(nn.Identity()).also(OneStepLSTM()).build()
+    g = fl.Flow(linear64(3, 3)).through(lstm).through(LastStep()).through(linear64(4, 4)).build()
+    eager = copy.deepcopy(g)
+    g.compile(backend="eager")
+    assert g._fast is not None
+    assert [hasattr(item, "compiled") for item in g._fast] == [True, False, True]
+    x = rand64(2, 5, 3)
+    torch.testing.assert_close(g(x), eager(x), rtol=0, atol=1e-12)
+    looped = fl.Flow(linear64(4, 4)).loop(body.double()).for_(2).build()
+    looped_eager = copy.deepcopy(looped)
+    looped.compile(backend="eager")
+    assert looped._fast is not None
+    assert [hasattr(item, "compiled") for item in looped._fast] == [True, False]
+    y = rand64(3, 4)
+    torch.testing.assert_close(looped(y), looped_eager(y), rtol=0, atol=1e-12)

@@ -7,6 +7,8 @@ break is an error, never a silent slowdown). Everything that decides something
 at run time stays in the executor between segments: state reads (the first call
 differs from the next), halting loops, switches, sparse gates, maps and nested
 graphs. Their decisions therefore never cause a graph break or a recompilation.
+Modules that Dynamo refuses to trace whole (`nn.RNN`, `nn.GRU`, `nn.LSTM`: "Attempted
+to wrap RNN, GRU, or LSTM"), or steps containing one, run eagerly between segments too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from flowdl._control.base import ControlNode
 from flowdl._control.gate import Gate
@@ -22,12 +25,17 @@ from flowdl._control.loop import Loop
 from flowdl._executor.plan import Plan, Step
 from flowdl._executor.state import StateRead
 
+EAGER_ONLY: tuple[type[nn.Module], ...] = (nn.RNNBase,)
+"""Modules `torch.compile(fullgraph=True)` cannot trace: the steps holding them stay eager."""
+
 
 def is_static(fn: Any) -> bool:
     """Whether a step's work is fixed at build time, so it can be compiled in a segment."""
     from flowdl._executor.graph import Graph
 
     if isinstance(fn, StateRead):
+        return False
+    if isinstance(fn, nn.Module) and any(isinstance(m, EAGER_ONLY) for m in fn.modules()):
         return False
     if isinstance(fn, Graph):
         return inlinable(fn)
