@@ -15,7 +15,7 @@ from flowdl._builder.ir import BuilderCall, NodeKind
 from flowdl._builder.record import FlowRecord
 from flowdl._control.base import ControlNode
 
-__all__ = ["sync_calls"]
+__all__ = ["FlowArgument", "sync_calls"]
 
 _CONDITION_TERMINATORS = frozenset({"while_", "until"})
 
@@ -57,20 +57,50 @@ def sync_calls(record: FlowRecord) -> None:
             node.ref_calls = [renamed.get(id(c), c) for c in node.ref_calls]
 
 
+class FlowArgument:
+    """An unbuilt flow given to a builder call, shown by the calls of the graph it became.
+
+    ``.through(fl.Flow(a).through(b))`` records the flow, which renders as its chain.
+    Once a module inside the built graph is replaced, the flow's chain is out of date;
+    this stands in for it and renders the graph's calls (which follow replacements)
+    the same way.
+    """
+
+    __slots__ = ("graph",)
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+
+    @property
+    def _calls(self) -> list[BuilderCall]:
+        calls: list[BuilderCall] = self.graph._record.calls
+        return calls
+
+    def __repr__(self) -> str:
+        # As messages describe an unbuilt flow: its chain when short, else "Flow".
+        text = f"<unbuilt {''.join(c.text for c in self._calls)}>"
+        return text if len(text) <= 72 else "Flow"
+
+
 def _put(args: list[list[Any]], at: int, k: int, module: Any) -> None:
-    if k >= len(args[at]) or args[at][k] is module or _builds(args[at][k], module):
+    from flowdl._builder.core import FlowCore
+    from flowdl._executor.graph import Graph
+
+    if k >= len(args[at]):
+        return
+    arg = args[at][k]
+    if arg is module or (isinstance(arg, FlowArgument) and arg.graph is module):
+        return
+    if isinstance(arg, (FlowCore, FlowArgument)) and isinstance(module, Graph):
+        if not _built_from(arg, module):
+            args[at][k] = FlowArgument(module)
         return
     args[at][k] = module
 
 
-def _builds(arg: Any, module: Any) -> bool:
-    """Whether `arg` is the unbuilt flow that `module` (a graph) was built from, unchanged."""
-    from flowdl._builder.core import FlowCore
-    from flowdl._executor.graph import Graph
-
-    if not isinstance(arg, FlowCore) or not isinstance(module, Graph):
-        return False
-    built = module._record.calls
-    return len(built) == len(arg._calls) and all(
-        a is b for a, b in zip(built, arg._calls, strict=True)
+def _built_from(flow: Any, graph: Any) -> bool:
+    """Whether `graph` was built from the unbuilt `flow` and its calls are still the flow's."""
+    built = graph._record.calls
+    return len(built) == len(flow._calls) and all(
+        a is b for a, b in zip(built, flow._calls, strict=True)
     )
