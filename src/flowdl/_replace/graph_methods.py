@@ -93,14 +93,14 @@ class GraphReplacementMixin(Replaceable):
         for node in record.nodes:
             if node.module is not None and id(node.module) in sources:
                 check_node(node, record)
+        state = self.__dict__
+        state.pop("_tree_nested", None)  # the labelled graphs below may have changed
         check_children(self, f"a submodule of {self.short_description()} was replaced")  # type: ignore[arg-type]
         sync_calls(record)
         plan = compile_plan(record, self._plan.cells)
-        state = self.__dict__
         state["_plan"] = plan
         state["_steps"] = plan.steps
         state["_nested_cells"] = nested_cells(self)
-        state.pop("_tree_nested", None)
         if state.get("_profiler") is not None:
             state["_profiler"] = Profiler(plan)
         if self._fast is not None:
