@@ -62,10 +62,12 @@ def test_a_node_module_replaced_runs_in_the_forward(how: str) -> None:
     old, new = g.Linear_1, lin()
     never_runs(old)
     replace(g, "Linear_1", new, how)
-    assert g.Linear_1 is new and [p for _, p in g.named_parameters()][2] is new.weight
+    assert g.Linear_1 is new
+    assert [p for _, p in g.named_parameters()][2] is new.weight
     assert_same_as_oracle(g, lambda x: new(torch.tanh(g.Linear_0(x))), x64())
     g(x64()).sum().backward()
-    assert new.weight.grad is not None and old.weight.grad is None
+    assert new.weight.grad is not None
+    assert old.weight.grad is None
 
 
 def test_a_module_used_by_several_nodes_is_replaced_in_all_of_them() -> None:
@@ -82,7 +84,11 @@ def test_a_module_used_by_several_nodes_is_replaced_in_all_of_them() -> None:
     new = lin()
     never_runs(shared)
     g.Linear_0 = new
-    assert [n.id for n in g._record.nodes if n.module is new] == ["Linear_0", "Linear_1", "Linear_2"]
+    assert [n.id for n in g._record.nodes if n.module is new] == [
+        "Linear_0",
+        "Linear_1",
+        "Linear_2",
+    ]
 
     def oracle(x: Tensor) -> Tensor:
         h = new(torch.tanh(new(x)))
@@ -204,7 +210,8 @@ def test_a_halt_condition_and_a_body_with_references_replaced() -> None:
     x = (3 * torch.randn(6, D, dtype=torch.float64)).requires_grad_()
     assert_same_as_oracle(g, oracle, x, none_is_zero=True)
     counts = g.iterations("out")
-    assert counts is not None and int(counts.min()) < 6  # the new condition halted samples
+    assert counts is not None
+    assert int(counts.min()) < 6
 
 
 def test_a_loop_body_that_traces_after_replacement() -> None:
@@ -228,7 +235,8 @@ def test_a_loop_body_that_traces_after_replacement() -> None:
     g.loop_0.body = Traced()
     g(x64())
     traces = g.traces("loop")
-    assert traces is not None and len(traces) == 3
+    assert traces is not None
+    assert len(traces) == 3
 
 
 @pytest.mark.parametrize("how", WAYS)
@@ -241,7 +249,8 @@ def test_a_gate_router_and_expert_replaced(how: str) -> None:
     never_runs(g.gate_0.experts[1])
     replace(g.gate_0, "router", router, how)
     replace(g.gate_0.experts, "1", expert, how)
-    assert not g.gate_0.sparse and g.gate_0.experts[1] is expert
+    assert not g.gate_0.sparse
+    assert g.gate_0.experts[1] is expert
 
     def oracle(x: Tensor) -> Tensor:
         h = g.Linear_0(x)
@@ -320,12 +329,15 @@ def test_state_across_calls_survives_a_replacement() -> None:
 
 
 def test_a_declared_initial_state_moved_by_double_stays_moved() -> None:
-    flow = fl.Flow(nn.Linear(D, D)).through(fl.StateAdd()).using("h").tag("h", init=torch.ones(1, D))
+    flow = (
+        fl.Flow(nn.Linear(D, D)).through(fl.StateAdd()).using("h").tag("h", init=torch.ones(1, D))
+    )
     graph = flow.build().double()
     new = lin()
     graph.Linear_0 = new
     (read,) = graph._plan.state_reads
-    assert isinstance(read.init, Tensor) and read.init.dtype == torch.float64
+    assert isinstance(read.init, Tensor)
+    assert read.init.dtype == torch.float64
     x = x64()
     torch.testing.assert_close(graph(x), new(x) + 1, rtol=0, atol=1e-12)
 
@@ -340,7 +352,9 @@ def test_a_graph_whose_modules_are_not_replaced_keeps_its_plan() -> None:
     g.add_module("Linear_0", g.Linear_0)
     g.loop_0.body = g.loop_0.body
     g.backprop_state = True  # plain attributes
-    assert g._plan is plan and g._steps is steps and g.loop_0._body_fn is loop_body
+    assert g._plan is plan
+    assert g._steps is steps
+    assert g.loop_0._body_fn is loop_body
 
 
 def test_copies_follow_their_own_replacements() -> None:
@@ -366,21 +380,24 @@ def test_profiling_and_observation_after_a_replacement() -> None:
     g.Linear_1 = lin(D, 2)
     out = g(x64())
     profile = g.profile()
-    assert profile is not None and out.shape == (5, 2)
+    assert profile is not None
+    assert out.shape == (5, 2)
     assert [node.id for node in profile.nodes] == ["Linear_0", "Linear_1"]
     tagged = g.tagged("b")
-    assert tagged is not None and tagged.shape == (5, 2)
+    assert tagged is not None
+    assert tagged.shape == (5, 2)
 
 
-def replaced_everywhere(graph: nn.Module, kind: type, make: Callable[[nn.Module], nn.Module]) -> int:
+def replaced_everywhere(
+    graph: nn.Module, kind: type, make: Callable[[nn.Module], nn.Module]
+) -> int:
     """Replace every `kind` module below `graph` by ``make(old)``, as conversion loops do."""
     swapped = 0
-    for name, module in list(graph.named_modules()):
+    for module in list(graph.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, kind):
                 setattr(module, child_name, make(child))
                 swapped += 1
-    del name
     return swapped
 
 

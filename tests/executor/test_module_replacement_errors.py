@@ -60,7 +60,8 @@ def test_a_node_module_replaced_by_what_is_not_a_module(write: Callable[[Any], N
     assert message.startswith("'Linear_0' of Graph(3 nodes) holds Linear(in_features=4")
     assert "replaced only by another nn.Module" in message
     assert re.search(r"expected: .*nn\.Module", message)
-    assert "fix:" in message and ".build()" in message
+    assert "fix:" in message
+    assert ".build()" in message
 
 
 @pytest.mark.parametrize("where", ["loop body", "expert", "container", "while halt"])
@@ -123,15 +124,21 @@ def test_a_module_taking_other_inputs_is_refused() -> None:
         "would call it with 1: the stream"
     )
     assert error.expected == "2 inputs"
-    assert error.call is not None and ".through(Linear(" in error.call
-    assert error.fix is not None and error.fix.endswith(
-        "the graph was left as it was, running the module it had"
-    )
+    assert error.call is not None
+    assert ".through(Linear(" in error.call
+    assert error.fix is not None
+    assert error.fix.endswith("the graph was left as it was, running the module it had")
 
 
 def test_a_module_declaring_other_references_is_refused() -> None:
     g = fl.Flow(nn.Linear(D, D)).tag("a").through(TakesTwo()).using("a").build()
-    with unchanged(g), pytest.raises(fl.BuildError, match=r"is fed references \['a'\] but its ref_names\(\) declares \['memory'\]"):
+    with (
+        unchanged(g),
+        pytest.raises(
+            fl.BuildError,
+            match=r"is fed references \['a'\] but its ref_names\(\) declares \['memory'\]",
+        ),
+    ):
         g.TakesTwo_0 = DeclaresRefs()
 
 
@@ -191,4 +198,5 @@ def test_a_label_clash_found_above_a_loop_body_is_refused_and_undone_below() -> 
     body = g.loop_0.body
     with unchanged(g), pytest.raises(fl.BuildError, match="labelled 'a'"):
         g.loop_0.body = fl.Flow(nn.Tanh()).label("a").build()
-    assert g.loop_0.body is body and g.loop_0._body_fn is body
+    assert g.loop_0.body is body
+    assert g.loop_0._body_fn is body

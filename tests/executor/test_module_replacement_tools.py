@@ -51,7 +51,13 @@ def batchnorm_oracle(g: fl.Graph) -> Any:
     return run
 
 
-SYNCED = ["BatchNorm1d_0", "loop_0.body.1", "loop_1.body", "gate_0.experts.0", "inner.BatchNorm1d_0"]
+SYNCED = [
+    "BatchNorm1d_0",
+    "loop_0.body.1",
+    "loop_1.body",
+    "gate_0.experts.0",
+    "inner.BatchNorm1d_0",
+]
 
 
 def count_calls(g: nn.Module, kind: type) -> dict[str, int]:
@@ -81,8 +87,13 @@ def test_convert_sync_batchnorm_runs_sync_batchnorm_everywhere(training: bool) -
     # SyncBatchNorm without a process group normalises like BatchNorm: the same oracle.
     assert_same_as_oracle(g, batchnorm_oracle(g), x)
     assert set(old.values()) == {0}
-    assert calls == {"BatchNorm1d_0": 2, "loop_0.body.1": 4, "loop_1.body": 2,
-                     "gate_0.experts.0": 2, "inner.BatchNorm1d_0": 2}  # graph + oracle
+    assert calls == {
+        "BatchNorm1d_0": 2,
+        "loop_0.body.1": 4,
+        "loop_1.body": 2,
+        "gate_0.experts.0": 2,
+        "inner.BatchNorm1d_0": 2,
+    }  # graph + oracle
 
 
 def test_sync_batchnorm_under_a_process_group_is_what_the_graph_calls(tmp_path: Path) -> None:
@@ -112,8 +123,10 @@ def test_quantize_dynamic_runs_the_quantized_linears() -> None:
     )
     q = torch.ao.quantization.quantize_dynamic(g, {nn.Linear}, dtype=torch.qint8)
     dynamic = torch.ao.nn.quantized.dynamic.Linear
-    assert isinstance(q.Linear_0, dynamic) and isinstance(q.loop_0.body, dynamic)
-    assert isinstance(q.gate_0.experts[0], dynamic) and isinstance(g.Linear_0, nn.Linear)
+    assert isinstance(q.Linear_0, dynamic)
+    assert isinstance(q.loop_0.body, dynamic)
+    assert isinstance(q.gate_0.experts[0], dynamic)
+    assert isinstance(g.Linear_0, nn.Linear)
     x = torch.randn(5, D)
 
     def oracle(x: Tensor) -> Tensor:
@@ -175,7 +188,8 @@ def test_lora_wrapping_every_linear_trains_only_the_adapters() -> None:
         return g.switch_0.branches[1](h)
 
     trainable = [p for p in g.parameters() if p.requires_grad]
-    assert len(trainable) == 6 and all(
+    assert len(trainable) == 6
+    assert all(
         any(p is q for a in adapters for q in (a.down.weight, a.up.weight)) for p in trainable
     )
     x = torch.randn(4, D, dtype=torch.float64, requires_grad=True)

@@ -33,7 +33,8 @@ def test_a_compiled_graph_compiles_again_with_the_same_options() -> None:
     new_node, new_inner = lin(), lin()
     g.Linear_0 = new_node
     body.Linear_0 = new_inner
-    assert g.compiled and g._fast_options == {"backend": "aot_eager"}
+    assert g.compiled
+    assert g._fast_options == {"backend": "aot_eager"}
     assert any(step[0] is new_node for item in g._fast for step in getattr(item, "steps", ()))
 
     def oracle(x: Tensor) -> Tensor:
@@ -51,7 +52,8 @@ def test_a_graph_brought_into_a_compiled_graph_is_compiled_too() -> None:
     stateful = fl.Flow(lin()).through(fl.StateAdd()).using("h").tag("h").build()
     assert not stateful.compiled
     g.Linear_0 = stateful
-    assert stateful.compiled and stateful._fast_options == {"backend": "eager"}
+    assert stateful.compiled
+    assert stateful._fast_options == {"backend": "eager"}
     x1, x2 = x64(), x64()
     first = g(x1)
     torch.testing.assert_close(first, stateful.Linear_0(x1), rtol=0, atol=1e-12)
@@ -96,7 +98,8 @@ def converted() -> tuple[fl.Graph, fl.Graph]:
 
 def test_repr_dot_and_summary_are_those_of_the_graph_built_with_the_new_modules() -> None:
     g, fresh = converted()
-    assert repr(g) == repr(fresh) and "BatchNorm1d" not in repr(g)
+    assert repr(g) == repr(fresh)
+    assert "BatchNorm1d" not in repr(g)
     assert g.dot() == fresh.dot()
     assert str(g.summary(depth=None)) == str(fresh.summary(depth=None))
 
@@ -129,7 +132,9 @@ def test_a_checkpoint_of_a_converted_graph_fits_the_graph_built_converted(tmp_pa
     path = tmp_path / "converted.safetensors"
     fl.save_checkpoint(path, g)
     report = fl.load_checkpoint(path, fresh)
-    assert not report.missing and not report.unexpected and not report.mismatched
+    assert not report.missing
+    assert not report.unexpected
+    assert not report.mismatched
     for (name, a), (_, b) in zip(g.state_dict().items(), fresh.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     g.eval(), fresh.eval()

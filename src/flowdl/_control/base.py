@@ -74,15 +74,20 @@ class Callables(Replaceable):
     def _describe_child(self, name: str) -> str:
         i = self._index(name)
         what = f"{self.role} {i}" if i is not None else repr(name)
-        holders = [owner._describe_holder() for owner in live_owners(self)
-                   if isinstance(owner, ControlNode)]
+        holders = [
+            owner._describe_holder()
+            for owner in live_owners(self)
+            if isinstance(owner, ControlNode)
+        ]
         return what + (f" of {holders[0]}" if holders else "")
 
 
 def not_a_module(where: str, before: Any, after: Any) -> TypeError:
     """`after` is not a module and cannot take the place of the module `before`."""
-    received = "None (removing it)" if after is None else (
-        f"{type(after).__name__} {describe_module(after)}"
+    received = (
+        "None (removing it)"
+        if after is None
+        else (f"{type(after).__name__} {describe_module(after)}")
     )
     return TypeError(
         _render(
@@ -152,6 +157,7 @@ class ControlNode(Replaceable):
     def _check_value(self, name: str, before: Any, after: Any) -> None:
         if name in self._lists:
             if not isinstance(after, Callables) or len(after) != len(before):
+                at = f"{self._holder()[0]}.{name}"
                 raise TypeError(
                     _render(
                         f"the {name} of {self._describe_holder()} cannot be replaced as a "
@@ -161,16 +167,19 @@ class ControlNode(Replaceable):
                             ("received", describe_module(after)),
                             (
                                 "fix",
-                                f"replace one entry: setattr(node.{name}, '1', module) or "
-                                f"node.{name}.add_module('1', module); to change how many "
+                                f"replace one entry: setattr({at}, '1', module) or "
+                                f"{at}.add_module('1', module); to change how many "
                                 f"{name} there are, rebuild the graph",
                             ),
                         ],
                     )
                 )
-        elif name in self._roles and not callable(after):
-            if after is not None or not self._optional(name):
-                raise not_a_module(self._describe_child(name), before, after)
+        elif (
+            name in self._roles
+            and not callable(after)
+            and (after is not None or not self._optional(name))
+        ):
+            raise not_a_module(self._describe_child(name), before, after)
 
     def _optional(self, name: str) -> bool:
         """Whether the inner callable `name` may be ``None`` (a ``for_`` loop's condition)."""
@@ -178,17 +187,24 @@ class ControlNode(Replaceable):
 
     def _describe_child(self, name: str) -> str:
         role = self._roles.get(name)
-        what = f"the {role} ({name!r})" if role else repr(name)
+        what = repr(name) if role is None else f"the {role}"
+        if role is not None and role != name:
+            what += f" ({name!r})"
         return f"{what} of {self._describe_holder()}"
 
     def _describe_holder(self) -> str:
         """``loop_0 in Graph(3 nodes)``: the node this construct is, in the graph holding it."""
+        node_id, graph = self._holder()
+        return f"{node_id} in {describe_module(graph)}" if graph is not None else node_id
+
+    def _holder(self) -> tuple[str, Any]:
+        """The id of the node this construct is, and the graph holding it (or ``None``)."""
         for owner in live_owners(self):
             record = getattr(owner, "_record", None)
             for node in record.nodes if record is not None else ():
                 if node.module is self:
-                    return f"{node.id} in {describe_module(owner)}"
-        return describe_module(self)
+                    return node.id, owner
+        return describe_module(self), None
 
     def call_receiver(self, x: Any, refs: tuple[Any, ...]) -> Any:
         """Call the receiver with the stream and the references, as a node would be."""

@@ -74,7 +74,9 @@ class GraphReplacementMixin(Replaceable):
 
     def _rebind(self, name: str, before: Any, after: Any) -> Callable[[], None]:
         nodes = self._record.nodes
-        changed = [node for node in nodes if isinstance(before, nn.Module) and node.module is before]
+        changed = [
+            node for node in nodes if isinstance(before, nn.Module) and node.module is before
+        ]
         for node in changed:
             node.module = after
 

@@ -66,7 +66,9 @@ class ModuleSlots(dict):  # type: ignore[type-arg]
             if displaced is not None:
                 owner.__dict__[name] = displaced[1]
 
-        replace_child(owner, name, before, module, lambda: dict.__setitem__(self, name, module), restore)
+        replace_child(
+            owner, name, before, module, lambda: dict.__setitem__(self, name, module), restore
+        )
 
     def __delitem__(self, name: str) -> None:
         owner = self._owner()
@@ -136,13 +138,15 @@ class Replaceable(nn.Module):
     # ---------------------------------------------------- nn.Module's entries
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # Plain attributes pay a type check and a dict lookup; nn.Module.__setattr__ is
+        # called directly (no other base class of a graph or construct defines one).
         state = self.__dict__
         if isinstance(value, nn.Module):
             slots = state.get("_modules")
             if isinstance(slots, ModuleSlots) and name in state:
                 slots.displaced = (name, state[name])
                 try:
-                    super().__setattr__(name, value)
+                    nn.Module.__setattr__(self, name, value)
                 finally:
                     slots.displaced = None
                 return
@@ -153,13 +157,12 @@ class Replaceable(nn.Module):
             slots = state.get("_modules")
             if value is not None and slots is not None and name in slots:
                 self._check_value(name, slots[name], value)
-        super().__setattr__(name, value)
+        nn.Module.__setattr__(self, name, value)
 
-    def add_module(self, name: str, module: nn.Module | None) -> None:
+    def add_module(self, name: str, module: Any) -> None:
         slots = self.__dict__.get("_modules")
-        if module is not None and not isinstance(module, nn.Module):
-            if slots is not None and name in slots:
-                self._check_value(name, slots[name], module)
+        if not isinstance(module, (nn.Module, type(None))) and slots is not None and name in slots:
+            self._check_value(name, slots[name], module)
         super().add_module(name, module)
 
     def _replace_plain(self, name: str, value: Any) -> None:
