@@ -160,8 +160,7 @@ class ControlNode(Replaceable):
                 at = f"{self._holder()[0]}.{name}"
                 raise TypeError(
                     _render(
-                        f"the {name} of {self._describe_holder()} cannot be replaced as a "
-                        "whole",
+                        f"the {name} of {self._describe_holder()} cannot be replaced as a whole",
                         [
                             ("expected", f"the same {len(before)} {name}, replaced one by one"),
                             ("received", describe_module(after)),
