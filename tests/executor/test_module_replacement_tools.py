@@ -194,3 +194,17 @@ def test_lora_wrapping_every_linear_trains_only_the_adapters() -> None:
     )
     x = torch.randn(4, D, dtype=torch.float64, requires_grad=True)
     assert_same_as_oracle(g, oracle, x, params=trainable)
+
+
+@pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprecated:DeprecationWarning")
+def test_fuse_modules_runs_the_fused_module_and_the_identity_left_for_the_other() -> None:
+    g = fl.Flow(nn.Linear(D, D).double()).through(nn.ReLU()).through(nn.Tanh()).build()
+    old = g.Linear_0
+    torch.ao.quantization.fuse_modules(g, [["Linear_0", "ReLU_0"]], inplace=True)
+    assert type(g.Linear_0).__name__ == "LinearReLU"
+    assert isinstance(g.ReLU_0, nn.Identity)
+    assert g.Linear_0[0] is old
+    calls = count_calls(g, nn.Module)
+    x = torch.randn(3, D, dtype=torch.float64, requires_grad=True)
+    assert_same_as_oracle(g, lambda x: torch.tanh(torch.relu(old(x))), x)
+    assert (calls["Linear_0"], calls["ReLU_0"], calls["Linear_0.0"]) == (1, 1, 2)  # + oracle

@@ -142,3 +142,20 @@ def test_a_checkpoint_of_a_converted_graph_fits_the_graph_built_converted(tmp_pa
     torch.testing.assert_close(fresh(x), g(x), rtol=0, atol=0)
     with pytest.raises(fl.CheckpointError, match="structural hashes differ"):
         fl.load_checkpoint(path, normed(nn.BatchNorm1d))
+
+
+def test_a_graph_inside_a_plain_container_tells_the_compiled_graph_holding_it() -> None:
+    inner = fl.Flow(lin()).through(nn.Tanh()).build()
+    g = fl.Flow(lin()).through(nn.Sequential(inner, nn.Tanh())).build()
+    g.compile(backend="eager")
+    g(x64())
+    segments = g._fast
+    stateful = fl.Flow(lin()).through(fl.StateAdd()).using("h").tag("h").build()
+    inner.Linear_0 = stateful  # heard through the nn.Sequential
+    assert g._fast is not segments
+    assert stateful.compiled
+    assert g._nested_cells == (stateful._plan.cells["h"],)
+    x = x64()
+    torch.testing.assert_close(
+        g(x), torch.tanh(torch.tanh(stateful.Linear_0(g.Linear_0(x)))), rtol=0, atol=1e-12
+    )
