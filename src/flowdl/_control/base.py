@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from flowdl._context import Context, current_context
 from flowdl._describe import describe_module, describe_value
-from flowdl._errors import Cancelled, ControlFlowError, _render
-from flowdl._replace.watch import Replaceable, live_owners
+from flowdl._errors import Cancelled, ControlFlowError
+from flowdl._replace.constructs import ConstructReplacement, EntriesReplacement
 
 
-class Callables(Replaceable):
+class Callables(EntriesReplacement):
     """An ordered list of modules or plain callables (experts, branches).
 
     The modules are registered as children ``"0"``, ``"1"``, ... so their parameters
@@ -44,70 +44,8 @@ class Callables(Replaceable):
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         return iter(self.fns)
 
-    # ----------------------------------------------------------- replacement
 
-    def _index(self, name: str) -> int | None:
-        if name.isdigit() and str(int(name)) == name and int(name) < len(self.fns):
-            return int(name)
-        return None
-
-    def _plain_value(self, name: str) -> Any:
-        i = self._index(name)
-        return self.fns[i] if i is not None else super()._plain_value(name)
-
-    def _check_value(self, name: str, before: Any, after: Any) -> None:
-        i = self._index(name)
-        if i is not None and not isinstance(after, nn.Module):
-            raise not_a_module(self._describe_child(name), before, after)
-
-    def _rebind(self, name: str, before: Any, after: Any) -> Callable[[], None]:
-        i = self._index(name)
-        old = self.fns
-        if i is not None:
-            self.fns = (*old[:i], after, *old[i + 1 :])
-
-        def undo() -> None:
-            self.fns = old
-
-        return undo
-
-    def _describe_child(self, name: str) -> str:
-        i = self._index(name)
-        what = f"{self.role} {i}" if i is not None else repr(name)
-        holders = [
-            owner._describe_holder()
-            for owner in live_owners(self)
-            if isinstance(owner, ControlNode)
-        ]
-        return what + (f" of {holders[0]}" if holders else "")
-
-
-def not_a_module(where: str, before: Any, after: Any) -> TypeError:
-    """`after` is not a module and cannot take the place of the module `before`."""
-    received = (
-        "None (removing it)"
-        if after is None
-        else (f"{type(after).__name__} {describe_module(after)}")
-    )
-    return TypeError(
-        _render(
-            f"{where} holds {describe_module(before)}, which the graph runs; it can be "
-            "replaced only by another nn.Module",
-            [
-                ("expected", "an nn.Module taking the same inputs"),
-                ("received", received),
-                (
-                    "fix",
-                    "wrap a plain function in a module (an nn.Module whose forward calls it), "
-                    "build an unbuilt fl.Flow first (.build()), or rebuild the graph with "
-                    "fl.Flow(...) to drop the node",
-                ),
-            ],
-        )
-    )
-
-
-class ControlNode(Replaceable):
+class ControlNode(ConstructReplacement):
     """Base of the construct modules: one node of the graph running inner modules.
 
     The builder wires `Flow.using` references to one inner callable, the
@@ -118,12 +56,6 @@ class ControlNode(Replaceable):
     ``gate.experts.add_module("1", m)``): the construct refreshes what it caches
     from it, and the graph holding it checks it and recompiles its plan.
     """
-
-    _roles: ClassVar[dict[str, str]] = {}
-    """Attribute -> the role it plays, for the inner callables (``"body": "loop body"``)."""
-
-    _lists: ClassVar[tuple[str, ...]] = ()
-    """The attributes holding `Callables` (``experts``, ``branches``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -151,59 +83,6 @@ class ControlNode(Replaceable):
         (loop traces and counts) is not overwritten by another.
         """
         raise NotImplementedError
-
-    # ----------------------------------------------------------- replacement
-
-    def _check_value(self, name: str, before: Any, after: Any) -> None:
-        if name in self._lists:
-            if not isinstance(after, Callables) or len(after) != len(before):
-                at = f"{self._holder()[0]}.{name}"
-                raise TypeError(
-                    _render(
-                        f"the {name} of {self._describe_holder()} cannot be replaced as a whole",
-                        [
-                            ("expected", f"the same {len(before)} {name}, replaced one by one"),
-                            ("received", describe_module(after)),
-                            (
-                                "fix",
-                                f"replace one entry: setattr({at}, '1', module) or "
-                                f"{at}.add_module('1', module); to change how many "
-                                f"{name} there are, rebuild the graph",
-                            ),
-                        ],
-                    )
-                )
-        elif (
-            name in self._roles
-            and not callable(after)
-            and (after is not None or not self._optional(name))
-        ):
-            raise not_a_module(self._describe_child(name), before, after)
-
-    def _optional(self, name: str) -> bool:
-        """Whether the inner callable `name` may be ``None`` (a ``for_`` loop's condition)."""
-        return False
-
-    def _describe_child(self, name: str) -> str:
-        role = self._roles.get(name)
-        what = repr(name) if role is None else f"the {role}"
-        if role is not None and role != name:
-            what += f" ({name!r})"
-        return f"{what} of {self._describe_holder()}"
-
-    def _describe_holder(self) -> str:
-        """``loop_0 in Graph(3 nodes)``: the node this construct is, in the graph holding it."""
-        node_id, graph = self._holder()
-        return f"{node_id} in {describe_module(graph)}" if graph is not None else node_id
-
-    def _holder(self) -> tuple[str, Any]:
-        """The id of the node this construct is, and the graph holding it (or ``None``)."""
-        for owner in live_owners(self):
-            record = getattr(owner, "_record", None)
-            for node in record.nodes if record is not None else ():
-                if node.module is self:
-                    return node.id, owner
-        return describe_module(self), None
 
     def call_receiver(self, x: Any, refs: tuple[Any, ...]) -> Any:
         """Call the receiver with the stream and the references, as a node would be."""

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from flowdl._builder.ir import NodeKind
-from flowdl._control.base import ControlNode, not_a_module
+from flowdl._control.base import ControlNode
 from flowdl._executor.fast import FastItem, split_plan
 from flowdl._executor.plan import compile_plan
 from flowdl._executor.state import StateCell
 from flowdl._profile.runner import Profiler
 from flowdl._replace.calls import sync_calls
 from flowdl._replace.checks import check_node
+from flowdl._replace.messages import not_a_module
 from flowdl._replace.watch import Replaceable
 from flowdl._tree.children import check_children
 

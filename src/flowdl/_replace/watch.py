@@ -25,6 +25,7 @@ from torch import nn
 
 from flowdl._describe import describe_module
 from flowdl._errors import BuildError
+from flowdl._replace.messages import replacement_error
 
 __all__ = ["ModuleSlots", "Replaceable", "live_owners"]
 
@@ -238,22 +239,6 @@ def replace_child(
 
 def _nothing() -> None:
     return None
-
-
-def replacement_error(
-    owner: Replaceable, name: str, before: Any, after: Any, error: BuildError
-) -> BuildError:
-    """`error` (from a check of the new module) told as the replacement that caused it."""
-    old = describe_module(before) if before is not None else "nothing"
-    return BuildError(
-        f"cannot replace {owner._describe_child(name)} ({old}) with {describe_module(after)}: "
-        f"{error.problem}",
-        call=error.call,
-        expected=error.expected,
-        received=error.received,
-        fix=(f"{error.fix}; " if error.fix else "")
-        + "the graph was left as it was, running the module it had",
-    )
 
 
 # ------------------------------------------------------------------ owners
