@@ -36,7 +36,9 @@ class ModuleSlots(dict):  # type: ignore[type-arg]
     """The ``_modules`` of a `Replaceable` module: a dict that reports replaced children.
 
     Writes of a child that is already there (``convert_sync_batchnorm`` re-adds every
-    child) cost a dictionary lookup. It pickles and copies as a plain dict.
+    child) cost a dictionary lookup. It pickles and copies as a plain dict. Item
+    assignment and deletion are heard; ``update()``, ``setdefault()`` and ``pop()``
+    are not (PyTorch writes children through item assignment).
     """
 
     __slots__ = ("_owner", "displaced")
