@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from flowdl._builder.ir import BuilderCall, Node, NodeKind
@@ -233,3 +234,31 @@ def check_protocol_method(
     except ValueError:
         pass  # the signature cannot be read (a builtin): trust it
     return cast("Callable[..., Any]", bound)
+
+
+def check_node_module(node: Node) -> None:
+    """What `Flow.build` checks on a node with a module: its references, its arity and
+    its ``reset(batch_size, device)`` (and those of a construct's inner modules)."""
+    from flowdl._control.base import ControlNode
+
+    check_ref_names(node)
+    check_arity(node)
+    check_protocol_method(node, "reset", (1, torch.device("cpu")), "(batch_size, device)")
+    if isinstance(node.module, ControlNode):
+        roles = {id(fn): role for role, fn in node.module.inner()}
+        for fn in node.module.reset_targets():
+            check_protocol_method(
+                node,
+                "reset",
+                (1, torch.device("cpu")),
+                "(batch_size, device)",
+                module=fn,
+                who=f"the {roles[id(fn)]} of {node.id} ({describe_module(fn)})",
+            )
+
+
+def check_state_consumer(read: Node, consumer: Node) -> None:
+    """The consumer of forward-reference state may declare ``initial_state(ref_name, stream)``."""
+    check_protocol_method(
+        consumer, "initial_state", (read.state_tag, torch.zeros(1)), "(ref_name, stream)"
+    )

@@ -99,7 +99,7 @@ class ControlMixin(FlowCore):
         stream = self._single_stream(call)
         fn = checks.check_node_callable(router, call)
         fns = self._check_alternatives(call, "expert", experts)
-        self._check_choices(call, fn, "router", len(fns), "expert")
+        check_choices(call, fn, "router", len(fns), "expert")
         self._calls.append(call)
         return self._add_construct("gate", Gate(fn, fns), [stream], call)
 
@@ -121,21 +121,12 @@ class ControlMixin(FlowCore):
                     [ 2.],
                     [30.]])
         """
-        from flowdl._nodes.selectors import FixedSelector
-
         call = self._begin("switch", (selector, *branches))
         stream = self._single_stream(call)
         fn = checks.check_node_callable(selector, call)
         fns = self._check_alternatives(call, "branch", branches)
-        self._check_choices(call, fn, "selector", len(fns), "branch")
-        if isinstance(fn, FixedSelector) and fn.index >= len(fns):
-            raise BuildError(
-                f"fl.FixedSelector({fn.index}) selects a branch that does not exist",
-                call=str(call),
-                expected=f"an index in [0, {len(fns)}) ({plural(len(fns), 'branch', 'es')})",
-                received=f"index {fn.index}",
-                fix=f"select one of the {len(fns)} branches, or add the missing branch",
-            )
+        check_choices(call, fn, "selector", len(fns), "branch")
+        check_fixed_selector(call, fn, len(fns))
         self._calls.append(call)
         return self._add_construct("switch", Switch(fn, fns), [stream], call)
 
@@ -175,20 +166,6 @@ class ControlMixin(FlowCore):
             check_stream_only(fn, f"{what} {i} of {call.name} ({describe_module(fn)})", call)
         return fns
 
-    def _check_choices(self, call: BuilderCall, fn: Any, role: str, n: int, what: str) -> None:
-        """A built-in router or selector must choose among exactly `n` alternatives."""
-        n_choices = getattr(fn, "n_choices", None)
-        if isinstance(n_choices, int) and n_choices != n:
-            suffix = "s" if what == "expert" else "es"
-            raise BuildError(
-                f"the {role} chooses among {plural(n_choices, what, suffix)}, but "
-                f"{call.name} is given {n}",
-                call=str(call),
-                expected=f"a {role} for {plural(n, what, suffix)}",
-                received=f"{describe_module(fn)} with n={n_choices}",
-                fix=f"build the {role} with n={n}, or pass {n_choices} {what}{suffix}",
-            )
-
 
 def check_stream_only(fn: Any, who: str, call: BuilderCall) -> None:
     """An inner callable fed the stream alone must accept a single input."""
@@ -201,3 +178,32 @@ def check_stream_only(fn: Any, who: str, call: BuilderCall) -> None:
         fix="give it a forward(x) taking the stream alone (references go to the "
         "loop body, router, selector or map body)",
     )
+
+
+def check_choices(call: BuilderCall, fn: Any, role: str, n: int, what: str) -> None:
+    """A built-in router or selector must choose among exactly `n` alternatives."""
+    n_choices = getattr(fn, "n_choices", None)
+    if isinstance(n_choices, int) and n_choices != n:
+        suffix = "s" if what == "expert" else "es"
+        raise BuildError(
+            f"the {role} chooses among {plural(n_choices, what, suffix)}, but "
+            f"{call.name} is given {n}",
+            call=str(call),
+            expected=f"a {role} for {plural(n, what, suffix)}",
+            received=f"{describe_module(fn)} with n={n_choices}",
+            fix=f"build the {role} with n={n}, or pass {n_choices} {what}{suffix}",
+        )
+
+
+def check_fixed_selector(call: BuilderCall, fn: Any, n: int) -> None:
+    """`fl.FixedSelector(i)` must select one of the `n` branches."""
+    from flowdl._nodes.selectors import FixedSelector
+
+    if isinstance(fn, FixedSelector) and fn.index >= n:
+        raise BuildError(
+            f"fl.FixedSelector({fn.index}) selects a branch that does not exist",
+            call=str(call),
+            expected=f"an index in [0, {n}) ({plural(n, 'branch', 'es')})",
+            received=f"index {fn.index}",
+            fix=f"select one of the {n} branches, or add the missing branch",
+        )

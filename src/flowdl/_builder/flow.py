@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from flowdl._builder import checks
 from flowdl._builder.control import ControlMixin
 from flowdl._builder.core import NodeLike
 from flowdl._builder.ir import NodeKind
 from flowdl._builder.naming import NamingMixin
 from flowdl._builder.references import ReferencesMixin
-from flowdl._control.base import ControlNode
-from flowdl._describe import describe_module, plural
+from flowdl._describe import plural
 from flowdl._errors import BuildError
 from flowdl._tree.children import check_children
 
@@ -219,29 +216,9 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
             self._raise_unresolved()
         for node in self._nodes:
             if node.module is not None:
-                checks.check_ref_names(node)
-                checks.check_arity(node)
-                checks.check_protocol_method(
-                    node, "reset", (1, torch.device("cpu")), "(batch_size, device)"
-                )
-                if isinstance(node.module, ControlNode):
-                    roles = {id(fn): role for role, fn in node.module.inner()}
-                    for fn in node.module.reset_targets():
-                        checks.check_protocol_method(
-                            node,
-                            "reset",
-                            (1, torch.device("cpu")),
-                            "(batch_size, device)",
-                            module=fn,
-                            who=f"the {roles[id(fn)]} of {node.id} ({describe_module(fn)})",
-                        )
+                checks.check_node_module(node)
             if node.kind is NodeKind.STATE_READ and node.consumer is not None:
-                checks.check_protocol_method(
-                    self._nodes[node.consumer],
-                    "initial_state",
-                    (node.state_tag, torch.zeros(1)),
-                    "(ref_name, stream)",
-                )
+                checks.check_state_consumer(node, self._nodes[node.consumer])
         graph = Graph(self._record())
         check_children(graph, str(call))
         return graph

@@ -11,21 +11,29 @@ from torch import Tensor, nn
 from flowdl._context import Context, current_context
 from flowdl._describe import describe_module, describe_value
 from flowdl._errors import Cancelled, ControlFlowError
+from flowdl._replace.constructs import ConstructReplacement, EntriesReplacement
 
 
-class Callables(nn.Module):
+class Callables(EntriesReplacement):
     """An ordered list of modules or plain callables (experts, branches).
 
     The modules are registered as children ``"0"``, ``"1"``, ... so their parameters
-    belong to the graph; plain callables are only called.
+    belong to the graph; plain callables are only called. Replacing child ``"i"``
+    (``add_module``, ``setattr``) replaces entry ``i``.
+
+    Args:
+        fns: the entries.
+        role: what an entry is, for messages (``"expert"``, ``"branch"``).
     """
 
-    def __init__(self, fns: Sequence[Callable[..., Any]]) -> None:
+    def __init__(self, fns: Sequence[Callable[..., Any]], role: str = "entry") -> None:
         super().__init__()
         self.fns = tuple(fns)
+        self.role = role
         for i, fn in enumerate(self.fns):
             if isinstance(fn, nn.Module):
                 self.add_module(str(i), fn)
+        self._start_watching()
 
     def __len__(self) -> int:
         return len(self.fns)
@@ -37,12 +45,16 @@ class Callables(nn.Module):
         return iter(self.fns)
 
 
-class ControlNode(nn.Module):
+class ControlNode(ConstructReplacement):
     """Base of the construct modules: one node of the graph running inner modules.
 
     The builder wires `Flow.using` references to one inner callable, the
     *receiver* (a loop's body, a gate's router, a switch's selector, a map's body);
     the graph tells the node their names when it is built (`bind_refs`).
+
+    An inner module can be replaced like any submodule (``loop.body = m``,
+    ``gate.experts.add_module("1", m)``): the construct refreshes what it caches
+    from it, and the graph holding it checks it and recompiles its plan.
     """
 
     def __init__(self) -> None:

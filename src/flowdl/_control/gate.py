@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,11 +33,20 @@ class Gate(ControlNode):
         sparse: whether the router's weights are sparse.
     """
 
+    _roles: ClassVar[dict[str, str]] = {"router": "router", "experts": "experts"}
+    _lists: ClassVar[tuple[str, ...]] = ("experts",)
+    _watched_attributes: ClassVar[tuple[str, ...]] = ("router",)
+
     def __init__(self, router: Callable[..., Any], experts: Sequence[Callable[..., Any]]) -> None:
         super().__init__()
         self.router = router
-        self.experts = Callables(experts)
-        self.sparse = bool(getattr(router, "sparse", False))
+        self.experts = Callables(experts, role="expert")
+        self._refresh(set())
+        self._start_watching()
+
+    def _refresh(self, sources: set[int]) -> None:
+        """Whether the router is sparse (also after it is replaced)."""
+        self.sparse = bool(getattr(self.router, "sparse", False))
 
     def rebuilt(self) -> Gate:
         return Gate(self.router, list(self.experts))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +46,8 @@ class Loop(ControlNode):
     """
 
     _body_fn: Callable[..., Any]
+    _roles: ClassVar[dict[str, str]] = {"body": "loop body", "cond": "halt condition"}
+    _watched_attributes: ClassVar[tuple[str, ...]] = ("body", "cond")
 
     def __init__(
         self,
@@ -59,14 +61,23 @@ class Loop(ControlNode):
         self.cond = cond
         self.mode = mode
         self.max_iter = max_iter
+        # What a call observes, in a plain object: nn.Module's attribute hooks cost
+        # microseconds per write, and the loop writes these on every call.
+        self._last = _LastCall()
+        self._refresh(set())
+        self._start_watching()
+
+    def _refresh(self, sources: set[int]) -> None:
+        """Derive from the body what every iteration reads (also after it is replaced)."""
+        body = self.body
         self._whole_batch = keeps_batch_state(body)
         self._body_cells = _state_cells(body)
         trace = getattr(body, "trace", None)
         self._trace: Callable[[], Any] | None = trace if callable(trace) else None
-        # What a call observes, in a plain object: nn.Module's attribute hooks cost
-        # microseconds per write, and the loop writes these on every call.
-        self._last = _LastCall()
         object.__setattr__(self, "_body_fn", body)  # read every iteration: no module lookup
+
+    def _optional(self, name: str) -> bool:
+        return name == "cond" and self.mode == "for"
 
     def rebuilt(self) -> Loop:
         return Loop(self.body, self.mode, self.max_iter, self.cond)

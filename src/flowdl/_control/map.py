@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -35,6 +35,9 @@ class Map(ControlNode):
         batched: call the body once on the whole batch.
     """
 
+    _roles: ClassVar[dict[str, str]] = {"body": "map body"}
+    _watched_attributes: ClassVar[tuple[str, ...]] = ("body",)
+
     def __init__(
         self, body: Callable[..., Any], mode: MapMode, n_slices: int = 1, batched: bool = False
     ) -> None:
@@ -43,6 +46,7 @@ class Map(ControlNode):
         self.mode = mode
         self.n_slices = n_slices
         self.batched = batched
+        self._start_watching()
 
     def rebuilt(self) -> Map:
         return Map(self.body, self.mode, self.n_slices, self.batched)

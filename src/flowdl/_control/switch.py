@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,12 +33,17 @@ class Switch(ControlNode):
         branches: the branches, in order.
     """
 
+    _roles: ClassVar[dict[str, str]] = {"selector": "selector", "branches": "branches"}
+    _lists: ClassVar[tuple[str, ...]] = ("branches",)
+    _watched_attributes: ClassVar[tuple[str, ...]] = ("selector",)
+
     def __init__(
         self, selector: Callable[..., Any], branches: Sequence[Callable[..., Any]]
     ) -> None:
         super().__init__()
         self.selector = selector
-        self.branches = Callables(branches)
+        self.branches = Callables(branches, role="branch")
+        self._start_watching()
 
     def rebuilt(self) -> Switch:
         return Switch(self.selector, list(self.branches))

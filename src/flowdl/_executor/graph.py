@@ -22,17 +22,22 @@ from flowdl._executor.state import StateCell, detach, map_tensors
 from flowdl._observe.graph_methods import ObservationMixin
 from flowdl._observe.state import OBSERVATION_ATTRIBUTES
 from flowdl._profile.graph_methods import PROFILING_ATTRIBUTES, ProfilingMixin
+from flowdl._replace.graph_methods import GraphReplacementMixin, nested_cells
 from flowdl._tree.children import TREE_ATTRIBUTES
 from flowdl._tree.graph_methods import TreeMixin
 
 
-class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module):
+class Graph(
+    GraphReplacementMixin, DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
+):
     """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
 
     Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
     chain (each registered once, under its node id such as ``Linear_0``), so
     `parameters()`, `state_dict()`, `.to()`, `.train()` / `.eval()`, `copy.deepcopy`,
-    DDP and `torch.compile` behave as for any module.
+    DDP and `torch.compile` behave as for any module. Replacing a submodule
+    (``add_module``, ``setattr``, ``nn.SyncBatchNorm.convert_sync_batchnorm``) also
+    replaces it in the plan, in loops, gates, switches and maps, at any depth.
 
     Call it as ``g(x, *aux, ctx=None)``: ``x`` feeds the entry module, ``aux`` the
     names given to `Flow.input`, in order; ``ctx`` (an `fl.Context`) bounds the
@@ -76,12 +81,8 @@ class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
         for tag, init in record.state_inits.items():
             if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
                 self.register_parameter(self._free_name(f"{tag}_init"), init)
-        self._nested_cells: tuple[StateCell, ...] = tuple(
-            cell
-            for module in self.modules()
-            if isinstance(module, Graph) and module is not self
-            for cell in module._plan.cells.values()
-        )
+        self._nested_cells: tuple[StateCell, ...] = nested_cells(self)
+        self._start_watching()
 
     def _free_name(self, name: str) -> str:
         while hasattr(self, name):
@@ -270,9 +271,10 @@ class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
         # The last call's tagged values are an observation, not part of the model:
         # copies and pickles start without them (and without their autograd graphs).
         # Compiled code does not travel either: copies run eagerly until compiled.
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["_tagged_values"] = []
         state["_fast"] = None
+        state.pop("_fast_options", None)
         # profiles, observation (histories, hooks) and tree caches stay with the original
         for name in (*PROFILING_ATTRIBUTES, *OBSERVATION_ATTRIBUTES, *TREE_ATTRIBUTES):
             state.pop(name, None)
@@ -291,7 +293,10 @@ class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
         recompile it. Nested graphs are compiled the same way. In place, like
         `nn.Module.compile`; the first call of each segment pays the compilation.
         The context (``ctx``) is checked between segments. Copies (`copy.deepcopy`,
-        pickling) run eagerly until compiled again.
+        pickling) run eagerly until compiled again. Replacing a submodule of a
+        compiled graph compiles its segments again, with the same options (graphs
+        brought in by the replacement too); each new segment pays its compilation
+        at its first call.
 
         Args:
             **kwargs: passed to `torch.compile` (``backend``, ``mode``, ``dynamic``...).
@@ -311,6 +316,7 @@ class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
         for module in self.modules():
             if isinstance(module, Graph):
                 module._fast = split_plan(module._plan, kwargs)
+                module._fast_options = dict(kwargs)  # to compile again after a replacement
 
     @property
     def compiled(self) -> bool:
@@ -452,9 +458,13 @@ class Graph(DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
         for cell in self._plan.cells.values():
             if cell.value is not None:
                 cell.value = map_tensors(fn, cell.value)
+        # The record's declared initial values move too: a recompiled plan reads them.
+        inits = self._record.state_inits
+        for tag, init in inits.items():
+            if isinstance(init, Tensor) and not isinstance(init, nn.Parameter):
+                inits[tag] = fn(init)
         for read in self._plan.state_reads:
-            if isinstance(read.init, Tensor) and not isinstance(read.init, nn.Parameter):
-                read.init = fn(read.init)
+            read.init = inits.get(read.cell.tag)
         return self
 
     # ------------------------------------------------------------ observation

@@ -151,8 +151,14 @@ def _step_fn(node: Node, cells: dict[str, StateCell], record: FlowRecord) -> Cal
     return fn
 
 
-def compile_plan(record: FlowRecord) -> Plan:
-    """Order, place and prepare every node of `record` for execution."""
+def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) -> Plan:
+    """Order, place and prepare every node of `record` for execution.
+
+    Args:
+        record: what the builder recorded.
+        cells: the state cells of an earlier plan of the same record, to keep (a
+            graph recompiled after a submodule was replaced keeps its state).
+    """
     nodes = record.nodes
     level = compute_levels(nodes)
     order = sorted(
@@ -214,7 +220,8 @@ def compile_plan(record: FlowRecord) -> Plan:
                 release(d, here)
         release(node.index, here)
 
-    cells = {tag: StateCell(tag) for tag in record.state_writers}
+    kept = cells or {}
+    cells = {tag: kept.get(tag) or StateCell(tag) for tag in record.state_writers}
     steps: list[Step] = []
     step_slots: list[tuple[int, ...]] = []
     levels: dict[int, list[int]] = {}

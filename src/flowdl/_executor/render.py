@@ -20,12 +20,13 @@ _FINISHING = frozenset({"for_", "while_", "until", "batched", "each", "over", "s
 
 def _render_arg(value: Any) -> str:
     from flowdl._builder.core import FlowCore
+    from flowdl._replace.calls import FlowArgument
 
     if isinstance(value, (str, int, float, bool, tuple, type(None))):
         return repr(value)
     if isinstance(value, nn.Module):
         return repr(value)  # nested graphs render their own chain
-    if isinstance(value, FlowCore):  # an unbuilt flow passed as a module: its chain
+    if isinstance(value, (FlowCore, FlowArgument)):  # an unbuilt flow passed as a module
         return _render_calls(value._calls)
     return describe_module(value)
 
