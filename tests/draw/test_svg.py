@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import flowdl as fl
-from flowdl._draw import svg as svg_module
-from flowdl._draw.svg import GraphvizError, write_atomically
+from flowdl._draw.svg import GraphvizError
+from flowdl._web.files import write_text_atomic
 
 needs_graphviz = pytest.mark.skipif(
     shutil.which("dot") is None, reason="Graphviz's dot is not installed (apt-get install graphviz)"
@@ -92,7 +92,7 @@ def test_a_failing_dot_reports_its_stderr(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_svg_into_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
-        write_atomically(tmp_path / "nope" / "g.svg", "<svg/>")
+        write_text_atomic(tmp_path / "nope" / "g.svg", "<svg/>")
     assert not (tmp_path / "nope").exists()
 
 
@@ -103,15 +103,15 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     def broken_replace(source: object, target: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(svg_module.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        write_atomically(path, "new")
+        write_text_atomic(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["g.svg"]
 
 
 def test_written_files_follow_the_umask(tmp_path: Path) -> None:
-    path = write_atomically(tmp_path / "g.svg", "<svg/>")
+    path = write_text_atomic(tmp_path / "g.svg", "<svg/>")
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 from flowdl._draw.dot import render_dot
 from flowdl._draw.summary import Summary, build_summary
-from flowdl._draw.svg import render_svg, write_atomically
+from flowdl._draw.svg import render_svg
 from flowdl._errors import GraphError
 from flowdl._profile.profile import Profile
+from flowdl._web.files import write_text_atomic
 
 if TYPE_CHECKING:
     from flowdl._builder.record import FlowRecord
@@ -81,7 +82,7 @@ class DrawingMixin:
         """
         text = render_svg(self.dot(profile=profile, depth=depth))
         if path is not None:
-            write_atomically(path, text)
+            write_text_atomic(path, text)
         return text
 
     def summary(self, depth: int | None = 0) -> Summary:

@@ -1,11 +1,10 @@
-"""`g.svg()`: DOT text rendered to SVG by Graphviz's ``dot`` program; atomic file writes."""
+"""`g.svg()`: DOT text rendered to SVG by Graphviz's ``dot`` program."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 from flowdl._errors import _render
 
@@ -80,29 +79,3 @@ def render_svg(dot_text: str, timeout: float = 120.0) -> str:
             "it with the DOT text",
         )
     return done.stdout.decode()
-
-
-def write_atomically(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and a rename.
-
-    A reader never sees a half-written file, and a failure leaves any old file intact.
-
-    Raises:
-        FileNotFoundError: the folder does not exist.
-    """
-    target = Path(path)
-    folder = target.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"cannot write {str(target)!r}: the folder {str(folder)!r} does not exist; "
-            "create it first (Path(...).mkdir(parents=True))"
-        )
-    temporary = folder / f".{target.name}.{os.getpid()}.{id(text):x}.tmp"
-    try:
-        with open(temporary, "x", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target
