@@ -81,12 +81,12 @@ class Gate(ControlNode):
         ]
         lead = weights.dim() - 1  # the dimension the experts are stacked along
         first = outputs[0]
-        self._scale(weights[..., 0], first, 0)
+        self._check_aligned(weights.shape[:-1], first, 0)
         try:
             stacked = torch.stack(outputs, dim=lead)  # [..., n, *trailing]
         except (TypeError, RuntimeError) as error:
             for i, y in enumerate(outputs):
-                self._scale(weights[..., i], y, i)
+                self._check_aligned(weights.shape[:-1], y, i)
             raise ControlFlowError(
                 "the experts' outputs differ in shape, so they cannot be summed",
                 expected=f"every expert returns {describe_value(first)}",
@@ -97,16 +97,21 @@ class Gate(ControlNode):
         w = weights.reshape(weights.shape + (1,) * (first.dim() - lead))
         return (stacked * w).sum(lead)
 
-    def _scale(self, w: Tensor, y: Any, i: int) -> Tensor:
-        """`w` shaped to multiply `y`: ``[B] -> [B, 1, ...]``."""
-        if not isinstance(y, Tensor) or y.dim() < w.dim() or y.shape[: w.dim()] != w.shape:
+    @staticmethod
+    def _check_aligned(lead: torch.Size, y: Any, i: int) -> None:
+        """Expert `i`'s output `y` must start with the weights' leading dimensions `lead`."""
+        if not isinstance(y, Tensor) or y.dim() < len(lead) or y.shape[: len(lead)] != lead:
             raise ControlFlowError(
                 f"expert {i}'s output does not line up with the router's weights",
-                expected=f"a tensor whose leading dimensions are {list(w.shape)} (the weights "
+                expected=f"a tensor whose leading dimensions are {list(lead)} (the weights "
                 "without their last dimension)",
                 received=describe_value(y),
                 fix="make every expert keep the batch dimensions of its input",
             )
+
+    def _scale(self, w: Tensor, y: Any, i: int) -> Tensor:
+        """`w` shaped to multiply `y`: ``[B] -> [B, 1, ...]``."""
+        self._check_aligned(w.shape, y, i)
         return w.reshape(w.shape + (1,) * (y.dim() - w.dim()))
 
     def _sparse(self, x: Tensor, weights: Tensor) -> Tensor:
