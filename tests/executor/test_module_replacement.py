@@ -97,6 +97,45 @@ def test_a_module_used_by_several_nodes_is_replaced_in_all_of_them() -> None:
     assert_same_as_oracle(g, oracle, x64())
 
 
+def test_two_node_modules_swapped_run_swapped() -> None:
+    g = fl.Flow(lin()).through(nn.Tanh()).through(lin()).build()
+    first, second = g.Linear_0, g.Linear_1
+    g.Linear_0, g.Linear_1 = g.Linear_1, g.Linear_0  # halfway, both names hold `second`
+    assert g.Linear_0 is second
+    assert g.Linear_1 is first
+    assert_same_as_oracle(g, lambda x: first(torch.tanh(second(x))), x64())
+
+
+def test_a_tie_made_after_build_can_be_undone() -> None:
+    g = fl.Flow(lin()).through(nn.Tanh()).through(lin()).build()
+    first = g.Linear_0
+    g.Linear_1 = g.Linear_0  # tie the two layers
+    assert_same_as_oracle(g, lambda x: first(torch.tanh(first(x))), x64())
+    untied = lin()
+    g.Linear_1 = untied  # only the node behind Linear_1 changes
+    assert g.Linear_0 is first
+    assert_same_as_oracle(g, lambda x: untied(torch.tanh(first(x))), x64())
+
+
+def test_an_alias_of_a_node_module_is_a_child_like_any_other() -> None:
+    g = fl.Flow(lin()).through(nn.Tanh()).build()
+    layer = g.Linear_0
+    g.alias = layer
+    del g.alias  # the node runs the module registered as Linear_0, which stays
+    g.alias = layer
+    other = lin()
+    never_runs(other)
+    g.alias = other  # moves no node: no node stands behind the name "alias"
+    assert g.Linear_0 is layer
+    assert_same_as_oracle(g, lambda x: torch.tanh(layer(x)), x64())
+    assert list(g.state_dict()) == [
+        "Linear_0.weight",
+        "Linear_0.bias",
+        "alias.weight",
+        "alias.bias",
+    ]
+
+
 def test_a_node_with_references_gets_them_after_replacement() -> None:
     class Mix(nn.Module):
         def __init__(self) -> None:

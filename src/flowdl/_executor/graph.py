@@ -72,12 +72,21 @@ class Graph(
         self._tagged_values: list[Any] = []
         self._backprop_state = False
         self._fast: tuple[FastItem, ...] | None = None
-        registered: set[int] = set()
-        for node in record.nodes:
+        registered: dict[int, str] = {}  # id(module) -> the name it is registered under
+        behind: dict[str, list[int]] = {}
+        for position, node in enumerate(record.nodes):
             module = node.module
-            if isinstance(module, nn.Module) and id(module) not in registered:
-                registered.add(id(module))
-                self.add_module(self._free_name(node.id), module)
+            if not isinstance(module, nn.Module):
+                continue
+            if id(module) not in registered:
+                registered[id(module)] = self._free_name(node.id)
+                self.add_module(registered[id(module)], module)
+            behind.setdefault(registered[id(module)], []).append(position)
+        # Which nodes each registered name stands for: replacing a child replaces the
+        # module of these nodes only (all of them for a module shared at build time).
+        self._nodes_behind: dict[str, tuple[int, ...]] = {
+            name: tuple(positions) for name, positions in behind.items()
+        }
         for tag, init in record.state_inits.items():
             if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
                 self.register_parameter(self._free_name(f"{tag}_init"), init)

@@ -4,8 +4,10 @@ When a node's module is replaced (``g.Linear_0 = m``, ``g.add_module("Linear_0",
 ``g._modules["Linear_0"] = m``), or a module somewhere below changes (the body of
 a loop, an expert of a gate, a nested graph's node), the graph
 
-1. points the nodes that held the old module at the new one (a module used by
-   several nodes is replaced in all of them);
+1. points the nodes registered under the written name at the new module (a
+   module shared by several nodes at build time is registered once and replaced
+   in all of them; a name that no node stands for, such as a new attribute, moves
+   no node);
 2. checks the new module as `build()` would (its references, its arity, its
    protocols; labels of nested graphs stay unique) and refuses it otherwise,
    leaving everything as it was;
@@ -50,6 +52,7 @@ class GraphReplacementMixin(Replaceable):
     if TYPE_CHECKING:
         _record: FlowRecord
         _plan: Plan
+        _nodes_behind: dict[str, tuple[int, ...]]
         _fast: tuple[FastItem, ...] | None
 
         def short_description(self) -> str: ...
@@ -57,33 +60,32 @@ class GraphReplacementMixin(Replaceable):
     _fast_options: dict[str, Any] | None = None
     """The keyword arguments of the last `Graph.compile` (fast mode), to compile again."""
 
-    def _users(self, module: Any) -> list[str]:
-        """The ids of the nodes running `module`."""
-        if not isinstance(module, nn.Module):
-            return []
-        return [node.id for node in self._record.nodes if node.module is module]
+    def _users(self, name: str) -> list[str]:
+        """The ids of the nodes that run the child registered as `name`."""
+        nodes = self._record.nodes
+        return [nodes[i].id for i in self._nodes_behind.get(name, ())]
 
     def _check_value(self, name: str, before: Any, after: Any) -> None:
-        users = self._users(before)
-        if users and not isinstance(after, nn.Module):
+        if self._users(name) and not isinstance(after, nn.Module):
             raise not_a_module(self._describe_child(name), before, after)
 
     def _describe_child(self, name: str) -> str:
-        users = self._users(self._modules.get(name))
+        users = self._users(name)
         ran_by = f" (node {', '.join(users)})" if users and users != [name] else ""
         return f"{name!r}{ran_by} of {self.short_description()}"
 
     def _rebind(self, name: str, before: Any, after: Any) -> Callable[[], None]:
+        # By name, not by module: after a swap or a tie, one module may stand behind
+        # two names, and a write to one name must not move the nodes of the other.
         nodes = self._record.nodes
-        changed = [
-            node for node in nodes if isinstance(before, nn.Module) and node.module is before
-        ]
+        changed = [nodes[i] for i in self._nodes_behind.get(name, ())]
+        previous = [node.module for node in changed]
         for node in changed:
             node.module = after
 
         def undo() -> None:
-            for node in changed:
-                node.module = before
+            for node, module in zip(changed, previous, strict=True):
+                node.module = module
 
         return undo
 
