@@ -6,6 +6,8 @@ import io
 import statistics
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,37 @@ def test_python_dash_m_flowdl_demo(tmp_path: Path) -> None:
     assert "fl.Flow(Linear(in_features=2, out_features=32, bias=True))" in done.stdout
     assert f"wrote into {tmp_path}/:" in done.stdout
     assert all((tmp_path / name).is_file() for name in OUTPUTS)
+
+
+def test_demo_dashboard_stays_up_until_the_run_is_looked_at(tmp_path: Path) -> None:
+    seen: dict[str, str] = {}
+
+    def linger(url: str) -> None:  # what the command line does while waiting for Enter
+        with urllib.request.urlopen(url, timeout=10) as response:
+            seen["page"] = response.read().decode()
+        seen["url"] = url
+
+    stream = io.StringIO()
+    run_demo(epochs=2, seed=0, out=tmp_path, dashboard=True, stream=stream, linger=linger)
+    assert seen["url"].startswith("http://127.0.0.1:")
+    assert "flowdl demo" in seen["page"]
+    assert stream.getvalue().count(seen["url"]) == 1  # printed once, by the monitor
+    with pytest.raises(urllib.error.URLError):  # finished: the server is gone
+        urllib.request.urlopen(seen["url"], timeout=5)
+
+
+def test_python_dash_m_flowdl_demo_dashboard_ends_at_end_of_input(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "flowdl", "demo", "--epochs", "2", "--dashboard"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)],
+        input="",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    assert "the dashboard stays at http://127.0.0.1:" in done.stdout, done.stdout + done.stderr
+    assert f"wrote into {tmp_path}/:" in done.stdout
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

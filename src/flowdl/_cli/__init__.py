@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,10 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--dashboard",
         action="store_true",
-        help="serve the live dashboard on 127.0.0.1 while training (prints its URL)",
+        help="serve the live dashboard on 127.0.0.1 (prints its URL) and keep it up "
+        "after training until Enter",
     )
     add_bench_parser(commands)
     return parser
+
+
+def _wait_for_enter(url: str) -> None:
+    """Keep the demo's dashboard up until Enter, Ctrl-C or the end of the input."""
+    print(f"training is over; the dashboard stays at {url} until you press Enter", flush=True)
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        input()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.epochs < 1:
             parser.error(f"--epochs must be at least 1, got {args.epochs}")
         result = run_demo(
-            epochs=args.epochs, seed=args.seed, out=args.out, dashboard=args.dashboard
+            epochs=args.epochs,
+            seed=args.seed,
+            out=args.out,
+            dashboard=args.dashboard,
+            linger=_wait_for_enter,
         )
         return 0 if result.learned else 1
     if args.command == "bench":

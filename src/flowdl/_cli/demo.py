@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -124,8 +125,14 @@ def run_demo(
     out: Path | None = None,
     dashboard: bool = False,
     stream: TextIO | None = None,
+    linger: Callable[[str], object] | None = None,
 ) -> DemoResult:
-    """Train the demo model, write its outputs into `out` (if given); report on `stream`."""
+    """Train the demo model, write its outputs into `out` (if given); report on `stream`.
+
+    With `dashboard`, the monitor serves the live dashboard on 127.0.0.1 (it prints the
+    URL) and, once training is over, `linger(url)` is called before the server shuts
+    down: the command line waits there for Enter, so the finished run can be looked at.
+    """
     stream = sys.stdout if stream is None else stream
 
     def say(text: str) -> None:
@@ -142,9 +149,6 @@ def run_demo(
     say(f"model ({n_params:,} parameters):\n{model}")
 
     monitor = fl.Monitor(epochs, title="flowdl demo", output=stream, color=False)
-    if dashboard:
-        monitor.watch(model)
-        say(f"dashboard: {monitor.serve()}")
     losses: list[float] = []
     val_losses: list[float] = []
     lr_changes: list[tuple[int, float]] = []
@@ -152,6 +156,10 @@ def run_demo(
     since_change = 0
     start = time.perf_counter()
     with monitor:
+        url = None
+        if dashboard:
+            monitor.watch(model)
+            url = monitor.serve()  # the monitor prints the URL
         for epoch in range(1, epochs + 1):
             order = torch.randperm(TRAIN_SAMPLES, generator=generator)
             for first in range(0, TRAIN_SAMPLES, BATCH):
@@ -182,7 +190,9 @@ def run_demo(
                 lr_changes.append((epoch, lr / 2))
                 since_change = 0
                 say(f"epoch {epoch}: the validation loss stalled; learning rate -> {lr / 2:g}")
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if url is not None and linger is not None:
+            linger(url)
 
     model.eval()
     with torch.no_grad():
