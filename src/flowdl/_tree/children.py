@@ -29,8 +29,8 @@ def nested_labelled(graph: Graph) -> tuple[tuple[str, Graph, str], ...]:
     """``(label, child, where)`` for every labelled graph found under `graph`.
 
     `where` is the submodule path of the find (``gate_0.experts.1``). A child held
-    at several places is reported at each. Computed once per graph (a graph's
-    modules are fixed when it is built) and cached on it; copies recompute it.
+    at several places is reported at each. Computed once per graph and cached on
+    it; a replaced submodule drops the cache, and copies recompute it.
     """
     cached: tuple[tuple[str, Graph, str], ...] | None = graph.__dict__.get("_tree_nested")
     if cached is None:
