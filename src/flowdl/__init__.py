@@ -26,7 +26,7 @@ from flowdl._checkpoint.save import save_checkpoint
 from flowdl._context import Context
 from flowdl._draw.summary import Summary
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
-from flowdl._executor.graph import Graph
+from flowdl._graph import Graph
 from flowdl._monitor.monitor import Monitor
 from flowdl._nodes.halts import LearnedHalt, ThresholdHalt
 from flowdl._nodes.merge import Add, Cat, Mean

@@ -23,12 +23,15 @@ def type_name(obj: Any) -> str:
 
 
 def describe_module(obj: Any) -> str:
-    """A one-line description of a module or callable, as the user wrote it."""
-    from flowdl._executor.graph import Graph
+    """A one-line description of a module or callable, as the user wrote it.
 
-    if isinstance(obj, Graph):
-        return obj.short_description()
+    A module whose class defines ``short_description()`` (a flowdl graph: ``Graph
+    'encoder'``, ``Graph(3 nodes)``) is described by it.
+    """
     if isinstance(obj, nn.Module):
+        short = getattr(type(obj), "short_description", None)
+        if callable(short):
+            return str(short(obj))
         text = repr(obj)
         if "\n" not in text and len(text) <= _MAX_INLINE:
             return text
@@ -65,3 +68,9 @@ def describe_value(value: Any) -> str:
 def plural(n: int, word: str, suffix: str = "s") -> str:
     """``plural(1, "branch", "es")`` -> ``"1 branch"``, ``plural(3, ...)`` -> ``"3 branches"``."""
     return f"{n} {word}{'' if n == 1 else suffix}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (``""`` for an empty one)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,15 +1,43 @@
-"""The exceptions flowdl raises.
+"""The exceptions flowdl raises, and how their messages are written.
 
-Every message says what went wrong, what was expected, what was received, how to
-fix it, and where: the builder call for a `BuildError`, the node for a `GraphError`.
+Every flowdl error is a `FlowdlError`: a one-line *problem*, then labelled fields in
+a fixed order (what was expected, what was received, how to fix it, and where: the
+builder call for a `BuildError`, the node for a `GraphError`). Each error class
+also derives from the built-in exception that says what kind of mistake it is
+(`ValueError`, `RuntimeError`, `KeyError`...), so ``except ValueError`` keeps
+working. Messages that are not exceptions of their own (a `TypeError` about an
+argument, say) are written with the same `render_message`.
 """
 
 from __future__ import annotations
 
-__all__ = ["BuildError", "Cancelled", "ControlFlowError", "DeadlineExceeded", "GraphError"]
+from collections.abc import Sequence
+
+__all__ = [
+    "BuildError",
+    "Cancelled",
+    "ControlFlowError",
+    "DeadlineExceeded",
+    "FlowdlError",
+    "GraphError",
+    "render_message",
+]
+
+Field = tuple[str, "str | None"]
+"""A labelled line of a message: ``("expected", "a tensor")``; empty values are left out."""
 
 
-def _render(problem: str, fields: list[tuple[str, str | None]]) -> str:
+def render_message(problem: str, fields: Sequence[Field]) -> str:
+    """`problem`, then one aligned ``  label: value`` line per field that has a value.
+
+    Example:
+        >>> print(render_message("bad input", [("expected", "a tensor"), ("fix", None),
+        ...                                    ("received", "a list\\nof 3 items")]))
+        bad input
+          expected: a tensor
+          received: a list
+                    of 3 items
+    """
     lines = [problem]
     width = max((len(name) for name, value in fields if value), default=0)
     for name, value in fields:
@@ -20,7 +48,42 @@ def _render(problem: str, fields: list[tuple[str, str | None]]) -> str:
     return "\n".join(lines)
 
 
-class BuildError(ValueError):
+class FlowdlError(Exception):
+    """The base of every flowdl error: a problem, then ordered fields.
+
+    The message is rendered from the attributes when it is shown, so a subclass
+    only says which fields it has (`fields`), in which order and under which label.
+
+    Attributes:
+        problem: one line saying what went wrong.
+        expected: what was expected, or ``None``.
+        received: what was received, or ``None``.
+        fix: how to fix it, or ``None``.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        expected: str | None = None,
+        received: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.expected = expected
+        self.received = received
+        self.fix = fix
+
+    def fields(self) -> list[Field]:
+        """The labelled lines after the problem, in order (subclasses add theirs)."""
+        return [("expected", self.expected), ("received", self.received), ("fix", self.fix)]
+
+    def __str__(self) -> str:
+        return render_message(self.problem, self.fields())
+
+
+class BuildError(FlowdlError, ValueError):
     """A graph could not be built because a builder call was used wrongly.
 
     Raised by the builder call that made the mistake when it can be seen there, and
@@ -45,20 +108,14 @@ class BuildError(ValueError):
         received: str | None = None,
         fix: str | None = None,
     ) -> None:
-        self.problem = problem
+        super().__init__(problem, expected=expected, received=received, fix=fix)
         self.call = call
-        self.expected = expected
-        self.received = received
-        self.fix = fix
-        super().__init__(
-            _render(
-                problem,
-                [("at", call), ("expected", expected), ("received", received), ("fix", fix)],
-            )
-        )
+
+    def fields(self) -> list[Field]:
+        return [("at", self.call), *super().fields()]
 
 
-class GraphError(RuntimeError):
+class GraphError(FlowdlError, RuntimeError):
     """A node of a built graph failed during forward, or the graph was called wrongly.
 
     The original exception is chained (``__cause__``).
@@ -83,35 +140,29 @@ class GraphError(RuntimeError):
         received: str | None = None,
         fix: str | None = None,
     ) -> None:
-        self.problem = problem
+        super().__init__(problem, expected=expected, received=received, fix=fix)
         self.node_id = node_id
         self.tags = tags
         self.call = call
         self.inputs = inputs
-        self.expected = expected
-        self.received = received
-        self.fix = fix
+
+    def fields(self) -> list[Field]:
         node = None
-        if node_id is not None:
-            node = node_id + (f" (tags: {', '.join(tags)})" if tags else "")
-        received_lines = received
-        if inputs:
-            received_lines = "\n".join(f"input {i}: {d}" for i, d in enumerate(inputs))
-        super().__init__(
-            _render(
-                problem,
-                [
-                    ("node", node),
-                    ("built by", call),
-                    ("expected", expected),
-                    ("received", received_lines),
-                    ("fix", fix),
-                ],
-            )
-        )
+        if self.node_id is not None:
+            node = self.node_id + (f" (tags: {', '.join(self.tags)})" if self.tags else "")
+        received = self.received
+        if self.inputs:
+            received = "\n".join(f"input {i}: {d}" for i, d in enumerate(self.inputs))
+        return [
+            ("node", node),
+            ("built by", self.call),
+            ("expected", self.expected),
+            ("received", received),
+            ("fix", self.fix),
+        ]
 
 
-class ControlFlowError(RuntimeError):
+class ControlFlowError(FlowdlError, RuntimeError):
     """A loop, gate, switch or map could not go on: a bad routing or halting decision,
     or a failure of one of its inner modules (chained).
 
@@ -119,24 +170,8 @@ class ControlFlowError(RuntimeError):
     node, with the same problem, expectation and fix.
     """
 
-    def __init__(
-        self,
-        problem: str,
-        *,
-        expected: str | None = None,
-        received: str | None = None,
-        fix: str | None = None,
-    ) -> None:
-        self.problem = problem
-        self.expected = expected
-        self.received = received
-        self.fix = fix
-        super().__init__(
-            _render(problem, [("expected", expected), ("received", received), ("fix", fix)])
-        )
 
-
-class Cancelled(Exception):
+class Cancelled(FlowdlError):
     """A forward call was stopped through its `fl.Context` (``ctx.cancel()``).
 
     The graph is left usable: forward-reference state is only written when a call

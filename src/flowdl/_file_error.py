@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flowdl._errors import _render
+from flowdl._errors import Field, FlowdlError
 
 
-class FileError(ValueError):
+class FileError(FlowdlError, ValueError):
     """A file is missing, of another format, damaged, or does not fit what it is loaded into.
 
     Attributes:
@@ -25,14 +25,8 @@ class FileError(ValueError):
         received: str | None = None,
         fix: str | None = None,
     ) -> None:
-        self.problem = problem
+        super().__init__(problem, expected=expected, received=received, fix=fix)
         self.path = path
-        self.expected = expected
-        self.received = received
-        self.fix = fix
-        super().__init__(
-            _render(
-                problem,
-                [("file", path), ("expected", expected), ("received", received), ("fix", fix)],
-            )
-        )
+
+    def fields(self) -> list[Field]:
+        return [("file", self.path), *super().fields()]

@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 import flowdl as fl
-from flowdl._checkpoint import atomic
+from flowdl import _files
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_a_write_that_fails_half_way_leaves_the_old_file(
         def fileno(self) -> int:
             return self.file.fileno()
 
-    monkeypatch.setattr(atomic.os, "fdopen", HalfWriter)
+    monkeypatch.setattr(_files.os, "fdopen", HalfWriter)
     with pytest.raises(OSError, match="No space left on device"):
         fl.save_checkpoint(path, nn.Linear(2, 2), epoch=2)
     monkeypatch.undo()
@@ -154,7 +154,7 @@ def test_a_crash_before_the_rename_leaves_the_old_file(
     def crash(*args: object) -> None:
         raise OSError(5, f"{failing} failed")
 
-    monkeypatch.setattr(atomic.os, failing, crash)
+    monkeypatch.setattr(_files.os, failing, crash)
     with pytest.raises(OSError, match=f"{failing} failed"):
         fl.save_checkpoint(path, nn.Linear(2, 2), epoch=2)
     monkeypatch.undo()
@@ -169,7 +169,7 @@ def test_an_interrupt_during_the_write_leaves_the_old_file(
     def interrupted(fd: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(atomic.os, "fsync", interrupted)
+    monkeypatch.setattr(_files.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fl.save_checkpoint(path, nn.Linear(2, 2), epoch=2)
     monkeypatch.undo()
@@ -187,7 +187,7 @@ def test_the_write_goes_through_a_temporary_file_in_the_same_directory(
         renames.append((str(source), str(target)))
         real_replace(source, target)
 
-    monkeypatch.setattr(atomic.os, "replace", replace)
+    monkeypatch.setattr(_files.os, "replace", replace)
     fl.save_checkpoint(path, nn.Linear(2, 2), epoch=5)
     ((source, target),) = renames
     assert Path(source).parent == path.parent

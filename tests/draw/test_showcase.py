@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import flowdl as fl
-from flowdl._builder.ir import NodeKind
+from flowdl._ir.nodes import NodeKind
 from tests.draw.counting import leaf_counts, total_of
 from tests.draw.parsing import Dot, parse
 

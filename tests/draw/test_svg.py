@@ -13,7 +13,7 @@ from torch import nn
 
 import flowdl as fl
 from flowdl._draw.svg import GraphvizError
-from flowdl._web.files import write_text_atomic
+from flowdl._files import write_text_atomic
 
 needs_graphviz = pytest.mark.skipif(
     shutil.which("dot") is None, reason="Graphviz's dot is not installed (apt-get install graphviz)"

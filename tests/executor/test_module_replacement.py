@@ -386,13 +386,13 @@ def test_a_declared_initial_state_moved_by_double_stays_moved() -> None:
 
 def test_a_graph_whose_modules_are_not_replaced_keeps_its_plan() -> None:
     g = fl.Flow(lin()).loop(lin()).for_(2).gate(fl.SoftmaxRouter(D, 2), lin(), lin()).build()
-    plan, steps, loop_body = g._plan, g._steps, g.loop_0._body_fn
+    plan, steps, loop_body = g._plan, g._plan.steps, g.loop_0._body_fn
     nn.SyncBatchNorm.convert_sync_batchnorm(g)  # re-adds every child, converts nothing
     g.add_module("Linear_0", g.Linear_0)
     g.loop_0.body = g.loop_0.body
     g.backprop_state = True  # plain attributes
     assert g._plan is plan
-    assert g._steps is steps
+    assert g._plan.steps is steps
     assert g.loop_0._body_fn is loop_body
 
 

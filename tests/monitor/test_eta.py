@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import flowdl as fl
-from flowdl._monitor.eta import EtaEstimator
+from flowdl._eta import EtaEstimator
 from tests.monitor.conftest import FakeClock
 
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flowdl as fl
+from flowdl._files import write_text_atomic
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.record import EpochRecord
-from flowdl._web.files import write_text_atomic
 from tests.monitor.conftest import FakeClock
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import flowdl as fl
+from flowdl._observe.state import values_of
 
 
 def identity_sum() -> fl.Graph:
@@ -278,7 +279,7 @@ def test_collect_keeps_the_tensor_and_never_reads_it() -> None:
     g(torch.ones(8, 4, device="meta"))
     for reduce in ("mean", "sum", "max", "min", "norm"):
         g.collect("h", reduce=reduce)  # type: ignore[arg-type]
-    store = g._existing_store()
+    store = values_of(g)
     assert store is not None
     buffered = store._buffers["h"]
     assert len(buffered) == 5
@@ -291,7 +292,7 @@ def test_collect_detaches_from_autograd() -> None:
     g = fl.Flow(layer).tag("h").build()
     g(torch.randn(2, 3))
     g.collect("h")
-    store = g._existing_store()
+    store = values_of(g)
     assert store is not None
     assert store._buffers["h"][0].grad_fn is None
 

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 import flowdl as fl
-from flowdl._executor.graph import Graph
+from flowdl._errors import FlowdlError
+from flowdl._graph import Graph
 
 Batch = tuple[Tensor, Tensor]
 """``(input, target)``."""
@@ -28,7 +29,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 M = TypeVar("M", bound=nn.Module)
 
 
-class ParityError(RuntimeError):
+class ParityError(FlowdlError, RuntimeError):
     """The two formulations of a model computed different losses on the same batch."""
 
 

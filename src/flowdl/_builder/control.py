@@ -8,19 +8,17 @@ that takes them (loop body, router, selector, map body).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from flowdl._builder import checks
 from flowdl._builder.core import FlowCore, NodeLike
-from flowdl._builder.ir import BuilderCall, NodeKind
+from flowdl._builder.open_builders import LoopBuilder, MapBuilder
 from flowdl._control.base import ControlNode
 from flowdl._control.gate import Gate
 from flowdl._control.switch import Switch
 from flowdl._describe import describe_module, plural
 from flowdl._errors import BuildError
-
-if TYPE_CHECKING:
-    from flowdl._builder.open_builders import LoopBuilder, MapBuilder
+from flowdl._ir.contracts import check_choices, check_fixed_selector, check_stream_only
+from flowdl._ir.nodes import BuilderCall, NodeKind
 
 C = TypeVar("C", bound="ControlMixin")
 
@@ -50,8 +48,6 @@ class ControlMixin(FlowCore):
             >>> g(torch.tensor([1.0, 2.0]))
             tensor([ 8., 16.])
         """
-        from flowdl._builder.open_builders import LoopBuilder
-
         call, fn = self._open_construct("loop", body)
         return LoopBuilder(self, call, fn)  # type: ignore[arg-type]
 
@@ -73,8 +69,6 @@ class ControlMixin(FlowCore):
             tensor([[ 3.,  6.],
                     [21., 28.]])
         """
-        from flowdl._builder.open_builders import MapBuilder
-
         call, fn = self._open_construct("map", body)
         return MapBuilder(self, call, fn)  # type: ignore[arg-type]
 
@@ -97,7 +91,7 @@ class ControlMixin(FlowCore):
         """
         call = self._begin("gate", (router, *experts))
         stream = self._single_stream(call)
-        fn = checks.check_node_callable(router, call)
+        fn = self._node_callable(router, call)
         fns = self._check_alternatives(call, "expert", experts)
         check_choices(call, fn, "router", len(fns), "expert")
         self._calls.append(call)
@@ -123,7 +117,7 @@ class ControlMixin(FlowCore):
         """
         call = self._begin("switch", (selector, *branches))
         stream = self._single_stream(call)
-        fn = checks.check_node_callable(selector, call)
+        fn = self._node_callable(selector, call)
         fns = self._check_alternatives(call, "branch", branches)
         check_choices(call, fn, "selector", len(fns), "branch")
         check_fixed_selector(call, fn, len(fns))
@@ -135,7 +129,7 @@ class ControlMixin(FlowCore):
     def _open_construct(self, method: str, body: NodeLike) -> tuple[BuilderCall, Any]:
         call = self._begin(method, (body,))
         self._single_stream(call)
-        fn = checks.check_node_callable(body, call)
+        fn = self._node_callable(body, call)
         self._calls.append(call)
         self._open = call
         return call, fn
@@ -161,49 +155,7 @@ class ControlMixin(FlowCore):
                 received=plural(len(given), what, "s" if what == "expert" else "es"),
                 fix="for a single module use .through(module)",
             )
-        fns = [checks.check_node_callable(m, call) for m in given]
+        fns = [self._node_callable(m, call) for m in given]
         for i, fn in enumerate(fns):
             check_stream_only(fn, f"{what} {i} of {call.name} ({describe_module(fn)})", call)
         return fns
-
-
-def check_stream_only(fn: Any, who: str, call: BuilderCall) -> None:
-    """An inner callable fed the stream alone must accept a single input."""
-    checks.check_accepts(
-        fn,
-        1,
-        "the stream",
-        who=who,
-        call=str(call),
-        fix="give it a forward(x) taking the stream alone (references go to the "
-        "loop body, router, selector or map body)",
-    )
-
-
-def check_choices(call: BuilderCall, fn: Any, role: str, n: int, what: str) -> None:
-    """A built-in router or selector must choose among exactly `n` alternatives."""
-    n_choices = getattr(fn, "n_choices", None)
-    if isinstance(n_choices, int) and n_choices != n:
-        suffix = "s" if what == "expert" else "es"
-        raise BuildError(
-            f"the {role} chooses among {plural(n_choices, what, suffix)}, but "
-            f"{call.name} is given {n}",
-            call=str(call),
-            expected=f"a {role} for {plural(n, what, suffix)}",
-            received=f"{describe_module(fn)} with n={n_choices}",
-            fix=f"build the {role} with n={n}, or pass {n_choices} {what}{suffix}",
-        )
-
-
-def check_fixed_selector(call: BuilderCall, fn: Any, n: int) -> None:
-    """`fl.FixedSelector(i)` must select one of the `n` branches."""
-    from flowdl._nodes.selectors import FixedSelector
-
-    if isinstance(fn, FixedSelector) and fn.index >= n:
-        raise BuildError(
-            f"fl.FixedSelector({fn.index}) selects a branch that does not exist",
-            call=str(call),
-            expected=f"an index in [0, {n}) ({plural(n, 'branch', 'es')})",
-            received=f"index {fn.index}",
-            fix=f"select one of the {n} branches, or add the missing branch",
-        )

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-from flowdl._builder import checks
-from flowdl._builder.ir import BuilderCall, Node, NodeKind
-from flowdl._builder.record import FlowRecord, StateInit
+from torch import nn
+
+from flowdl._builder.arguments import check_callable
+from flowdl._control.base import ControlNode
 from flowdl._describe import type_name
 from flowdl._errors import BuildError
+from flowdl._graph import Graph
+from flowdl._ir.nodes import BuilderCall, ChainSource, Node, NodeKind
+from flowdl._ir.record import FlowRecord, StateInit
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from flowdl._builder.flow import Flow
-
-NodeLike = Union["nn.Module", Callable[..., Any], "Flow"]
+NodeLike = Union[nn.Module, Callable[..., Any], "FlowCore"]
 """What can become a node: any `nn.Module`, any callable taking tensors, or an unbuilt Flow."""
 
 UNSET: Any = object()
 """Marks a keyword argument the user did not give."""
 
 
-class FlowCore:
+class FlowCore(ChainSource):
     """The chain recorded so far: nodes, calls, open streams, tags, pending references."""
 
     _nodes: list[Node]
@@ -58,13 +57,27 @@ class FlowCore:
         self._label = None
         self._open = None
         call = self._next_call("Flow", (module,))
-        fn = checks.check_node_callable(module, call)
+        fn = self._node_callable(module, call)
         self._calls.append(call)
         x = self._add_node(NodeKind.INPUT, "input", call, input_name="x", unique=True)
         self._inputs = [x]
         entry = self._add_module(fn, [x], call)
         self._streams = [entry]
         self._targets = [entry]
+
+    def build(self) -> Graph:
+        """Check the whole graph and compile it into an `fl.Graph` (see `Flow.build`)."""
+        raise NotImplementedError
+
+    def _chain_calls(self) -> list[BuilderCall]:
+        return self._calls
+
+    def _node_callable(self, obj: Any, call: BuilderCall) -> Any:
+        """What `obj` becomes in a node: itself (a module or callable), or the graph an
+        unbuilt flow builds."""
+        if isinstance(obj, FlowCore):
+            return obj.build()
+        return check_callable(obj, call)
 
     def _next_call(self, method: str, args: tuple[Any, ...], **kwargs: Any) -> BuilderCall:
         kw = tuple((k, v) for k, v in kwargs.items() if v is not UNSET)
@@ -111,8 +124,6 @@ class FlowCore:
         **fields: Any,
     ) -> int:
         """A node applying `fn`; a labelled graph is known by its label (``encoder``)."""
-        from flowdl._executor.graph import Graph
-
         label = fn.label if isinstance(fn, Graph) else None
         if label is None:
             return self._add_node(kind, type_name(fn), call, module=fn, inputs=inputs, **fields)
@@ -168,8 +179,6 @@ class FlowCore:
         )
 
     def _record(self) -> FlowRecord:
-        from flowdl._control.base import ControlNode
-
         nodes = [
             replace(
                 n,
@@ -195,6 +204,4 @@ class FlowCore:
 
 
 def _label(node: Node) -> str | None:
-    from flowdl._executor.graph import Graph
-
     return node.module.label if isinstance(node.module, Graph) else None

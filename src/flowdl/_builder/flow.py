@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from flowdl._builder import checks
 from flowdl._builder.control import ControlMixin
 from flowdl._builder.core import NodeLike
-from flowdl._builder.ir import NodeKind
 from flowdl._builder.naming import NamingMixin
 from flowdl._builder.references import ReferencesMixin
 from flowdl._describe import plural
 from flowdl._errors import BuildError
+from flowdl._graph import Graph
+from flowdl._ir.contracts import check_node_module, check_state_consumer
+from flowdl._ir.nodes import NodeKind
 from flowdl._tree.children import check_children
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
 
 
 class Flow(NamingMixin, ReferencesMixin, ControlMixin):
@@ -63,7 +59,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         """
         call = self._begin("through", (module,))
         stream = self._single_stream(call)
-        fn = checks.check_node_callable(module, call)
+        fn = self._node_callable(module, call)
         self._calls.append(call)
         node = self._add_module(fn, [stream], call)
         self._streams = [node]
@@ -84,7 +80,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         """
         call = self._begin("also", (module,))
         stream = self._single_stream(call)
-        fn = checks.check_node_callable(module, call)
+        fn = self._node_callable(module, call)
         self._calls.append(call)
         inner = self._add_module(fn, [stream], call)
         add = self._add_node(NodeKind.RESIDUAL, "add", call, inputs=[stream, inner], n_stream=2)
@@ -109,7 +105,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         """
         call = self._begin("fork", (module,))
         stream = self._single_stream(call)
-        fn = checks.check_node_callable(module, call)
+        fn = self._node_callable(module, call)
         self._calls.append(call)
         side = self._add_module(fn, [stream], call)
         self._targets = [side]
@@ -145,7 +141,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
                 received=plural(len(modules), "module"),
                 fix="for a single module use .through(module); for a residual use .also(module)",
             )
-        fns = [checks.check_node_callable(m, call) for m in modules]
+        fns = [self._node_callable(m, call) for m in modules]
         self._calls.append(call)
         self._streams = [self._add_module(fn, [stream], call) for fn in fns]
         self._targets = list(self._streams)
@@ -177,7 +173,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
                 fix="open branches with .split(a, b, ...) before .merge(...), or use "
                 ".through(op) to apply op to the single stream",
             )
-        fn = checks.check_node_callable(op, call)
+        fn = self._node_callable(op, call)
         self._calls.append(call)
         branches = list(self._streams)
         node = self._add_module(fn, branches, call, NodeKind.MERGE, n_stream=len(branches))
@@ -200,8 +196,6 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
             >>> isinstance(g, torch.nn.Module), sum(p.numel() for p in g.parameters())
             (True, 10)
         """
-        from flowdl._executor.graph import Graph
-
         call = self._begin("build", ())
         if len(self._streams) > 1:
             n = len(self._streams)
@@ -216,9 +210,9 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
             self._raise_unresolved()
         for node in self._nodes:
             if node.module is not None:
-                checks.check_node_module(node)
+                check_node_module(node)
             if node.kind is NodeKind.STATE_READ and node.consumer is not None:
-                checks.check_state_consumer(node, self._nodes[node.consumer])
+                check_state_consumer(node, self._nodes[node.consumer])
         graph = Graph(self._record())
         check_children(graph, str(call))
         return graph

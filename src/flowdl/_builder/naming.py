@@ -6,11 +6,11 @@ from typing import Any, TypeVar
 
 import torch
 
-from flowdl._builder import checks
+from flowdl._builder.arguments import check_name
 from flowdl._builder.core import UNSET, FlowCore
-from flowdl._builder.ir import BuilderCall, NodeKind
-from flowdl._builder.record import StateInit
 from flowdl._errors import BuildError
+from flowdl._ir.nodes import BuilderCall, NodeKind
+from flowdl._ir.record import StateInit
 
 N = TypeVar("N", bound="NamingMixin")
 
@@ -44,7 +44,7 @@ class NamingMixin(FlowCore):
             tensor([0., 0.])
         """
         call = self._next_call("tag", (name,), init=init)
-        checks.check_name(name, "tag", call)
+        check_name(name, "tag", call)
         if self._pending_fork is not None:
             node = self._pending_fork
         elif len(self._streams) != 1:
@@ -80,7 +80,7 @@ class NamingMixin(FlowCore):
             {'head': ('head_0', 'head_1')}
         """
         call = self._begin("tag_group", (name,))
-        checks.check_name(name, "tag group", call)
+        check_name(name, "tag group", call)
         n = len(self._streams)
         if n < 2:
             raise BuildError(
@@ -139,7 +139,7 @@ class NamingMixin(FlowCore):
                 fix=".input('mask') declares a second graph input, read with .using('mask')",
             )
         for i, name in enumerate(names):
-            checks.check_name(name, "input", call)
+            check_name(name, "input", call)
             self._check_new_tag(name, call)
             if name in names[:i]:
                 raise BuildError(
@@ -174,7 +174,7 @@ class NamingMixin(FlowCore):
             'encoder'
         """
         call = self._next_call("label", (name,))
-        checks.check_name(name, "label", call)
+        check_name(name, "label", call)
         if self._label is not None:
             raise BuildError(
                 f"this graph is already labelled {self._label!r}",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowdl._builder import checks
-from flowdl._builder.control import check_stream_only
-from flowdl._builder.ir import BuilderCall
+from flowdl._builder.arguments import check_name
 from flowdl._control.loop import Loop, LoopMode
 from flowdl._control.map import Map
 from flowdl._describe import describe_module
 from flowdl._errors import BuildError
+from flowdl._ir.contracts import check_stream_only
+from flowdl._ir.nodes import BuilderCall
 
 if TYPE_CHECKING:
     from flowdl._builder.flow import Flow
@@ -100,7 +100,7 @@ class LoopBuilder(_OpenBuilder):
 
     def _halting(self, method: str, mode: LoopMode, cond: Any, max_iter: int) -> Flow:
         call = self._terminate(method, (cond, max_iter))
-        fn = checks.check_node_callable(cond, call)
+        fn = self._flow._node_callable(cond, call)
         max_iter = self._count(
             call,
             "max_iter",
@@ -157,7 +157,7 @@ class MapBuilder(_OpenBuilder):
         """
         flow = self._flow
         call = self._terminate("over", (tag,))
-        checks.check_name(tag, "tag", call)
+        check_name(tag, "tag", call)
         if tag not in flow._tags:
             known = ", ".join(sorted(flow._tags)) or "none"
             later = tag in flow._pending_refs

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 from typing import TypeVar
 
-from flowdl._builder import checks
+from flowdl._builder.arguments import check_name
 from flowdl._builder.core import FlowCore
-from flowdl._builder.ir import BuilderCall, NodeKind
 from flowdl._errors import BuildError
+from flowdl._ir.nodes import BuilderCall, NodeKind
 
 R = TypeVar("R", bound="ReferencesMixin")
 
@@ -37,7 +37,7 @@ class ReferencesMixin(FlowCore):
         """
         call = self._next_call("using", tags)
         for tag in tags:
-            checks.check_name(tag, "tag", call)
+            check_name(tag, "tag", call)
             if tag in self._groups:
                 members = self._groups[tag]
                 raise BuildError(

@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import nn
 
-from flowdl._builder.ir import NodeKind
 from flowdl._describe import type_name
-from flowdl._executor.graph import Graph
+from flowdl._executor.core import GraphCore
+from flowdl._ir.nodes import NodeKind
 
 SCHEME = "flowdl.structure/1"
 """The version of what the hash covers; part of every hash."""
@@ -99,7 +99,7 @@ class _Hasher:
             )
         self._active.add(key)
         try:
-            payload = self._graph(module) if isinstance(module, Graph) else self._module(module)
+            payload = self._graph(module) if isinstance(module, GraphCore) else self._module(module)
         finally:
             self._active.discard(key)
         text = json.dumps([SCHEME, payload], separators=(",", ":"), sort_keys=True)
@@ -117,7 +117,7 @@ class _Hasher:
             ],
         }
 
-    def _graph(self, graph: Graph) -> dict[str, Any]:
+    def _graph(self, graph: GraphCore) -> dict[str, Any]:
         record = graph._record
         first_use: dict[int, int] = {}
         nodes = []

@@ -12,11 +12,11 @@ from torch.optim import Optimizer
 
 from flowdl._checkpoint import optimizer as optimizer_state
 from flowdl._checkpoint import scheduler as scheduler_state
-from flowdl._checkpoint.atomic import write_atomically
 from flowdl._checkpoint.container import pack
 from flowdl._checkpoint.encoding import encode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
+from flowdl._files import write_atomically
 from flowdl._version import __version__
 
 MODEL_PREFIX = "model/"

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from flowdl._context import Context, current_context
 from flowdl._describe import describe_module, describe_value
 from flowdl._errors import Cancelled, ControlFlowError
-from flowdl._replace.constructs import ConstructReplacement, EntriesReplacement
+from flowdl._watch.constructs import ConstructReplacement, EntriesReplacement
 
 
 class Callables(EntriesReplacement):

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from flowdl._control.base import ControlNode, batch_size, run_inner
 from flowdl._describe import describe_value
 from flowdl._errors import Cancelled, ControlFlowError
+from flowdl._executor.plan import plan_of
 
 LoopMode = Literal["for", "while", "until"]
 
@@ -289,12 +290,11 @@ def _rows(active: Tensor, like: Tensor) -> Tensor:
 def keeps_batch_state(fn: Any) -> bool:
     """Whether `fn` holds per-batch state: a graph with forward-reference state, or a
     module with ``reset()`` or ``trace()`` somewhere inside."""
-    from flowdl._executor.graph import Graph
-
     if not isinstance(fn, nn.Module):
         return False
     for module in fn.modules():
-        if isinstance(module, Graph) and module._plan.cells:
+        plan = plan_of(module)
+        if plan is not None and plan.cells:
             return True
         if isinstance(module, ControlNode):
             continue  # its reset() only forwards to inner modules, which are visited too
@@ -305,16 +305,10 @@ def keeps_batch_state(fn: Any) -> bool:
 
 def _state_cells(fn: Any) -> list[Any]:
     """The forward-reference state cells of the graphs inside `fn`."""
-    from flowdl._executor.graph import Graph
-
     if not isinstance(fn, nn.Module):
         return []
-    return [
-        cell
-        for module in fn.modules()
-        if isinstance(module, Graph)
-        for cell in module._plan.cells.values()
-    ]
+    plans = (plan_of(module) for module in fn.modules())
+    return [cell for plan in plans if plan is not None for cell in plan.cells.values()]
 
 
 class _LastCall:

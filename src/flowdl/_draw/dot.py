@@ -12,21 +12,17 @@ repeat (``×n``, ``≤ max_iter``) and its halt condition.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flowdl._describe import describe_module
 from flowdl._draw.dot_text import Attributes, DotWriter, label
 from flowdl._draw.params import ParameterCount, compact_count
 from flowdl._draw.parts import Part, all_edges, layout, walk
 from flowdl._draw.styles import CLUSTER_STYLES, EDGE_STYLES, NODE_STYLES, heat
+from flowdl._executor.core import GraphCore
 from flowdl._format import format_precise_duration
 from flowdl._profile.profile import NodeTiming, Profile
 
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
 
-
-def render_dot(graph: Graph, depth: int | None, profile: Profile | None) -> str:
+def render_dot(graph: GraphCore, depth: int | None, profile: Profile | None) -> str:
     """The DOT text of `graph`, nested graphs open `depth` levels deep (``None``: all)."""
     top = layout(graph, depth)
     writer = DotWriter("flowdl")

@@ -17,11 +17,10 @@ of every node of the record is a node of the drawing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
-from flowdl._builder.ir import Node, NodeKind
 from flowdl._control.gate import Gate
 from flowdl._control.loop import Loop
 from flowdl._control.map import Map
@@ -29,9 +28,8 @@ from flowdl._control.switch import Switch
 from flowdl._describe import type_name
 from flowdl._draw.params import ParameterCount, ParameterCounter
 from flowdl._draw.styles import module_style
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
+from flowdl._executor.core import GraphCore
+from flowdl._ir.nodes import Node, NodeKind
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ class Part:
     kind: str
     fn: Any = None
     node: Node | None = None
-    owner: Graph | None = None
+    owner: GraphCore | None = None
     tags: tuple[str, ...] = ()
     params: ParameterCount = field(default_factory=ParameterCount)
     inner: list[Part] = field(default_factory=list)
@@ -105,14 +103,14 @@ class Part:
 class GraphParts:
     """The parts of one graph, one per node of its record (by node index), and its edges."""
 
-    graph: Graph
+    graph: GraphCore
     parts: list[Part]
     edges: list[Edge]
     entries: tuple[str, ...]
     exit: str
 
 
-def layout(graph: Graph, depth: int | None) -> GraphParts:
+def layout(graph: GraphCore, depth: int | None) -> GraphParts:
     """The parts of `graph`, opening nested graphs `depth` levels deep (``None``: all)."""
     return _Layout(depth).graph_parts(graph, prefix="", head=None, level=0)
 
@@ -122,7 +120,9 @@ class _Layout:
         self.depth = depth
         self.counter = ParameterCounter()
 
-    def graph_parts(self, graph: Graph, prefix: str, head: str | None, level: int) -> GraphParts:
+    def graph_parts(
+        self, graph: GraphCore, prefix: str, head: str | None, level: int
+    ) -> GraphParts:
         record = graph._record
         parts = []
         for node in record.nodes:
@@ -155,7 +155,7 @@ class _Layout:
             exit=parts[record.output].exit,
         )
 
-    def node_part(self, graph: Graph, node: Node, name: str, title: str, level: int) -> Part:
+    def node_part(self, graph: GraphCore, node: Node, name: str, title: str, level: int) -> Part:
         tags = tuple(node.tags)
         common: dict[str, Any] = {"node": node, "owner": graph, "tags": tags}
         if node.kind is NodeKind.INPUT:
@@ -195,9 +195,7 @@ class _Layout:
         self, name: str, title: str, fn: Any, level: int, style: str | None = None, **common: Any
     ) -> Part:
         """A module or callable: a box, or the open drawing of a nested graph."""
-        from flowdl._executor.graph import Graph
-
-        if isinstance(fn, Graph):
+        if isinstance(fn, GraphCore):
             earlier = self.counter.first_use(name, fn)
             if earlier is None and (self.depth is None or level < self.depth):
                 return self.nested(name, fn, level, common)
@@ -220,7 +218,7 @@ class _Layout:
             **common,
         )
 
-    def nested(self, name: str, fn: Graph, level: int, common: dict[str, Any]) -> Part:
+    def nested(self, name: str, fn: GraphCore, level: int, common: dict[str, Any]) -> Part:
         inner = self.graph_parts(fn, prefix=name + ".", head=name, level=level + 1)
         total = sum((p.params for p in inner.parts), ParameterCount())
         total += self.counter.leftover(name, fn)
@@ -331,7 +329,7 @@ class _Layout:
         )
 
     def map(
-        self, name: str, fn: Map, graph: Graph, node: Node, level: int, common: dict[str, Any]
+        self, name: str, fn: Map, graph: GraphCore, node: Node, level: int, common: dict[str, Any]
     ) -> Part:
         if fn.mode == "slices":
             mode = f"slices({fn.n_slices})"
@@ -361,7 +359,7 @@ class _Layout:
         )
 
 
-def _over_tag(graph: Graph, node: Node) -> str:
+def _over_tag(graph: GraphCore, node: Node) -> str:
     """The tag of ``.map(body).over(tag)``, from the terminator call after ``.map``."""
     for call in graph._record.calls:
         if call.index > node.call.index and call.method == "over":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -13,9 +13,8 @@ from rich.table import Table
 from torch import Tensor
 
 from flowdl._draw.parts import Part, layout
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
+from flowdl._executor.core import GraphCore
+from flowdl._profile.profiling import profile_of
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class Summary:
     __repr__ = __str__
 
 
-def build_summary(graph: Graph, depth: int | None) -> Summary:
+def build_summary(graph: GraphCore, depth: int | None) -> Summary:
     """The summary of `graph`, showing what is inside nodes `depth` levels deep."""
     top = layout(graph, depth)
     rows: list[SummaryRow] = []
@@ -182,7 +181,7 @@ def _output_shape(part: Part) -> tuple[int, ...] | None:
     graph, node = part.owner, part.node
     if graph is None or node is None:
         return None
-    profile = graph.profile()
+    profile = profile_of(graph)
     if profile is not None:
         for timing in profile.nodes:
             if timing.id == node.id:

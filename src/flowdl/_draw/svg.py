@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from flowdl._errors import _render
+from flowdl._errors import FlowdlError
 
 INSTALL_HINT = (
     "install Graphviz: apt-get install graphviz (Debian, Ubuntu), brew install graphviz "
@@ -15,22 +15,13 @@ INSTALL_HINT = (
 )
 
 
-class GraphvizError(RuntimeError):
+class GraphvizError(FlowdlError, RuntimeError):
     """Graphviz's ``dot`` program is missing or failed to render a drawing.
 
     Attributes:
         problem: what went wrong.
         fix: how to fix it.
     """
-
-    def __init__(
-        self, problem: str, *, expected: str | None = None, received: str | None = None, fix: str
-    ) -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(
-            _render(problem, [("expected", expected), ("received", received), ("fix", fix)])
-        )
 
 
 def find_dot() -> str:

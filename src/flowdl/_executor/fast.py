@@ -22,8 +22,13 @@ from torch import nn
 from flowdl._control.base import ControlNode
 from flowdl._control.gate import Gate
 from flowdl._control.loop import Loop
-from flowdl._executor.plan import Plan, Step
+from flowdl._describe import first_line
+from flowdl._errors import GraphError
+from flowdl._executor.plan import Plan, Step, plan_of
 from flowdl._executor.state import StateRead
+from flowdl._executor.steps import run_steps
+
+__all__ = ["EAGER_ONLY", "FastItem", "InlineGraph", "Segment", "is_static", "split_plan"]
 
 EAGER_ONLY: tuple[type[nn.Module], ...] = (nn.RNNBase,)
 """Modules `torch.compile(fullgraph=True)` cannot trace: the steps holding them stay eager."""
@@ -31,29 +36,26 @@ EAGER_ONLY: tuple[type[nn.Module], ...] = (nn.RNNBase,)
 
 def is_static(fn: Any) -> bool:
     """Whether a step's work is fixed at build time, so it can be compiled in a segment."""
-    from flowdl._executor.graph import Graph
-
     if isinstance(fn, StateRead):
         return False
     if isinstance(fn, nn.Module) and any(isinstance(m, EAGER_ONLY) for m in fn.modules()):
         return False
-    if isinstance(fn, Graph):
-        return inlinable(fn)
+    plan = plan_of(fn)
+    if plan is not None:
+        return inlinable(plan)
     if isinstance(fn, ControlNode):
         fixed = (isinstance(fn, Loop) and fn.mode == "for" and fn._trace is None) or (
             isinstance(fn, Gate) and not fn.sparse
         )
-        return fixed and all(
-            inlinable(inner) for _, inner in fn.inner() if isinstance(inner, Graph)
-        )
+        inner_plans = (plan_of(inner) for _, inner in fn.inner())
+        return fixed and all(inlinable(plan) for plan in inner_plans if plan is not None)
     return True
 
 
-def inlinable(graph: Any) -> bool:
-    """A nested graph whose steps can run inside the parent's compiled segment: no
+def inlinable(plan: Plan) -> bool:
+    """A nested graph's plan whose steps can run inside the parent's compiled segment: no
     state, no ``reset()``, only static steps (recursively)."""
-    plan = graph._plan
-    return not plan.cells and not plan.resets and all(is_static(step[0]) for step in plan.steps)
+    return not plan.cells and not plan.resets and all(is_static(step.fn) for step in plan.steps)
 
 
 class InlineGraph:
@@ -64,8 +66,7 @@ class InlineGraph:
     tagged values of its own.
     """
 
-    def __init__(self, graph: Any) -> None:
-        plan = graph._plan
+    def __init__(self, plan: Plan) -> None:
         self.n_inputs = plan.n_inputs
         self.n_slots = plan.n_slots
         self.out_slot = plan.out_slot
@@ -78,43 +79,37 @@ class InlineGraph:
         return vals[self.out_slot]
 
 
+def _inlined(fn: Any) -> Any:
+    """`fn`, or an `InlineGraph` running its plan when `fn` is a graph."""
+    plan = plan_of(fn)
+    return fn if plan is None else InlineGraph(plan)
+
+
 def inline_step(step: Step) -> Step:
     """`step` with nested graphs (also inside a loop or a gate) replaced by `InlineGraph`."""
-    from flowdl._executor.graph import Graph
-
-    fn = step[0]
-    if isinstance(fn, Graph):
-        return (InlineGraph(fn), *step[1:])
-    if isinstance(fn, Loop) and isinstance(fn.body, Graph):
-        loop = Loop(InlineGraph(fn.body), fn.mode, fn.max_iter)
+    fn = step.fn
+    if plan_of(fn) is not None:
+        return step._replace(fn=_inlined(fn))
+    if isinstance(fn, Loop) and plan_of(fn.body) is not None:
+        loop = Loop(_inlined(fn.body), fn.mode, fn.max_iter)
         loop.bind_refs(fn._ref_names, fn._named)
         loop._last = fn._last  # the graph's loop still reports what happened
-        return (loop, *step[1:])
-    if isinstance(fn, Gate) and any(isinstance(e, Graph) for e in fn.experts):
-        experts = [InlineGraph(e) if isinstance(e, Graph) else e for e in fn.experts]
-        router = InlineGraph(fn.router) if isinstance(fn.router, Graph) else fn.router
-        gate = Gate(router, experts)
+        return step._replace(fn=loop)
+    if isinstance(fn, Gate) and any(plan_of(e) is not None for e in fn.experts):
+        gate = Gate(_inlined(fn.router), [_inlined(e) for e in fn.experts])
         gate.bind_refs(fn._ref_names, fn._named)
-        return (gate, *step[1:])
+        return step._replace(fn=gate)
     return step
-
-
-def run_steps(steps: tuple[Step, ...], vals: Any) -> None:
-    """Run `steps` on `vals` (a list or a dict of slots), as the eager loop does."""
-    for fn, a, b, rest, out, _ in steps:
-        if b < 0:
-            vals[out] = fn(vals[a])
-        elif rest is None:
-            vals[out] = fn(vals[a], vals[b])
-        else:
-            vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
 
 
 class Segment:
     """Consecutive static steps compiled as one function of the slots they read."""
 
-    def __init__(self, steps: tuple[Step, ...], compile_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, steps: tuple[Step, ...], compile_kwargs: dict[str, Any], step_ids: tuple[str, ...]
+    ) -> None:
         self.steps = steps
+        self.step_ids = step_ids
         inlined = tuple(inline_step(step) for step in steps)
         reads: list[int] = []
         written: set[int] = set()
@@ -141,12 +136,34 @@ class Segment:
     @property
     def first(self) -> int:
         """The index of the segment's first step."""
-        return self.steps[0][5]
+        return self.steps[0].index
 
     def __call__(self, vals: list[Any]) -> None:
         results = self.compiled(*[vals[s] for s in self.reads])
         for slot, value in zip(self.writes, results, strict=True):
             vals[slot] = value
+
+    def locate(self, vals: list[Any], error: Exception) -> tuple[int, Exception]:
+        """Re-run the failed segment eagerly: the failing step and its eager exception.
+
+        Raises:
+            GraphError: every step runs eagerly; only the compiled code failed.
+        """
+        i = self.first
+        try:
+            for step in self.steps:
+                i = step.index
+                run_steps((step,), vals)
+        except Exception as eager:
+            return i, eager
+        raise GraphError(
+            f"the compiled segment of nodes {', '.join(self.step_ids)} failed, but the same "
+            f"nodes run eagerly: {type(error).__name__}: {first_line(error)}",
+            expected="torch.compile to compile what runs eagerly",
+            received=f"{type(error).__name__} from torch.compile",
+            fix="call g.compile() with other options (e.g. backend='aot_eager'), or "
+            "rebuild the graph to run it eagerly",
+        ) from error
 
 
 FastItem = Segment | Step
@@ -157,14 +174,18 @@ def split_plan(plan: Plan, compile_kwargs: dict[str, Any]) -> tuple[FastItem, ..
     """The plan's steps as compiled segments and the dynamic steps between them."""
     items: list[FastItem] = []
     run: list[Step] = []
-    for step in plan.steps:
-        if is_static(step[0]):
-            run.append(step)
-            continue
+
+    def close() -> None:
         if run:
-            items.append(Segment(tuple(run), compile_kwargs))
-            run = []
-        items.append(step)
-    if run:
-        items.append(Segment(tuple(run), compile_kwargs))
+            ids = tuple(plan.step_nodes[step.index].id for step in run)
+            items.append(Segment(tuple(run), compile_kwargs, ids))
+            run.clear()
+
+    for step in plan.steps:
+        if is_static(step.fn):
+            run.append(step)
+        else:
+            close()
+            items.append(step)
+    close()
     return tuple(items)

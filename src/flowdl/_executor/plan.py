@@ -1,56 +1,39 @@
-"""Compile a `FlowRecord` into a `Plan`: levels, integer slots and one step per node.
+"""`Plan`: what a graph's forward runs, decided once by `flowdl._executor.planner`.
 
-Everything the forward pass needs is decided here, once: the order of the steps,
-which slot each value lives in, which slots each step reads, how each node is
-called. `Graph.forward` then only loops over `Plan.steps`.
-
-Slots are reused once the value in them is dead, so a long chain holds no more
-activations than the hand-written module would. Within one level no node writes a
-slot that another node of that level reads or writes, so the nodes of a level can
-run concurrently: a slot freed by readers of level ``L`` is reused only from level
-``L + 1`` on, and a node overwrites its own input only when every other reader of
-that input belongs to an earlier level.
+A plan is a tuple of `Step` s over integer *slots*: the forward pass keeps one list
+of values per call and each step reads some slots and writes one. Every graph
+keeps its plan in its ``_plan`` attribute; code below the graph (constructs, fast
+mode, the module contracts) recognises a graph by it, with `plan_of`, without
+importing the graph class.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from flowdl._builder.checks import uses_forward_named
-from flowdl._builder.ir import Node, NodeKind
-from flowdl._builder.record import FlowRecord
-from flowdl._control.base import ControlNode
-from flowdl._errors import BuildError
 from flowdl._executor.state import StateCell, StateRead
+from flowdl._ir.nodes import Node
 
-Step = tuple[Callable[..., Any], int, int, "tuple[int, ...] | None", int, int]
-"""``(fn, a, b, rest, out, i)``: ``vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])``.
-
-`b` is -1 for a single input and `rest` is None for fewer than three; `i` is the
-step's index. Plain integers and tuples keep the loop cheap (about 85 ns per node
-of interpreter time) and traceable by `torch.compile`.
-"""
+__all__ = ["Plan", "Step", "plan_of"]
 
 
-class NamedCall:
-    """Calls ``module.forward_named(stream, {tag: ref, ...})`` for a node with references."""
+class Step(NamedTuple):
+    """``vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])``.
 
-    __slots__ = ("module", "names")
+    `b` is -1 for a single input and `rest` is None for fewer than three; `index`
+    is the step's position in the plan. A tuple of plain integers keeps the loop
+    cheap (about 85 ns per node of interpreter time: the loops unpack it) and
+    traceable by `torch.compile`.
+    """
 
-    def __init__(self, module: Any, names: tuple[str, ...]) -> None:
-        self.module = module
-        self.names = names
-
-    def __call__(self, stream: Any, *refs: Any) -> Any:
-        return self.module.forward_named(stream, dict(zip(self.names, refs, strict=True)))
-
-
-def residual_add(stream: Any, update: Any) -> Any:
-    """The sum of `Flow.also`: ``stream + module(stream)``."""
-    return stream + update
+    fn: Callable[..., Any]
+    a: int
+    b: int
+    rest: tuple[int, ...] | None
+    out: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index(): a step is never searched
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,167 +79,14 @@ class Plan:
     resets: tuple[tuple[Node, Callable[..., Any]], ...]
 
 
-def compute_levels(nodes: list[Node]) -> dict[int, int]:
-    """Longest-path layering: inputs are level 0, a node is one past its latest dependency."""
-    consumers: dict[int, list[int]] = {n.index: [] for n in nodes}
-    waiting: dict[int, int] = {}
-    for node in nodes:
-        deps = node.dependencies
-        waiting[node.index] = len(deps)
-        for d in deps:
-            consumers[d].append(node.index)
-    level: dict[int, int] = {}
-    ready = [n.index for n in nodes if waiting[n.index] == 0]
-    for r in ready:
-        level[r] = 0
-    while ready:
-        nxt: list[int] = []
-        for n in ready:
-            for c in consumers[n]:
-                waiting[c] -= 1
-                if waiting[c] == 0:
-                    level[c] = 1 + max(level[d] for d in nodes[c].dependencies)
-                    nxt.append(c)
-        ready = nxt
-    if len(level) != len(nodes):
-        stuck = [n.id for n in nodes if n.index not in level]
-        raise BuildError(
-            "the graph has a cycle",
-            expected="every value computed from earlier values of the same call",
-            received=f"nodes in a cycle or waiting on one: {', '.join(stuck)}",
-            fix="read values of the previous call with .using(tag) before .tag(tag)",
-        )
-    return level
+def plan_of(module: object) -> Plan | None:
+    """The plan of a flowdl graph; ``None`` for anything else (a plain module, a function).
 
-
-def _step_fn(node: Node, cells: dict[str, StateCell], record: FlowRecord) -> Callable[..., Any]:
-    if node.kind is NodeKind.STATE_READ:
-        assert node.state_tag is not None
-        assert node.consumer is not None
-        consumer = record.nodes[node.consumer].module
-        initial_state = getattr(consumer, "initial_state", None)
-        return StateRead(
-            cells[node.state_tag],
-            record.state_inits.get(node.state_tag),
-            initial_state if callable(initial_state) else None,
-        )
-    if node.kind is NodeKind.RESIDUAL:
-        return residual_add
-    if isinstance(node.module, ControlNode):
-        node.module.bind_refs(node.ref_names, uses_forward_named(node))
-        return node.module
-    if uses_forward_named(node):
-        return NamedCall(node.module, tuple(node.ref_names))
-    fn: Callable[..., Any] = node.module
-    return fn
-
-
-def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) -> Plan:
-    """Order, place and prepare every node of `record` for execution.
-
-    Args:
-        record: what the builder recorded.
-        cells: the state cells of an earlier plan of the same record, to keep (a
-            graph recompiled after a submodule was replaced keeps its state).
+    Example:
+        >>> import torch, flowdl as fl
+        >>> plan_of(fl.Flow(torch.nn.ReLU()).build()).n_inputs, plan_of(torch.nn.ReLU())
+        (1, None)
     """
-    nodes = record.nodes
-    level = compute_levels(nodes)
-    order = sorted(
-        (n for n in nodes if n.kind is not NodeKind.INPUT), key=lambda n: (level[n.index], n.index)
-    )
-
-    reserved = {record.output, *record.tags.values(), *record.state_writers.values()}
-    readers_left = Counter(d for n in order for d in n.dependencies)
-    # For each value, the levels of the nodes that read it (one entry per reader node).
-    read_levels: dict[int, list[tuple[int, int]]] = {}
-    for n in order:
-        for d in set(n.dependencies):
-            read_levels.setdefault(d, []).append((n.index, level[n.index]))
-    slot_of: dict[int, int] = {}
-    free: list[tuple[int, int]] = []  # (slot, level at which it became free)
-    n_slots = 0
-
-    def release(node: int, at_level: int) -> None:
-        if readers_left[node] == 0 and node not in reserved:
-            free.append((slot_of[node], at_level))
-
-    for input_node in record.inputs:
-        slot_of[input_node] = n_slots
-        n_slots += 1
-    for input_node in record.inputs:
-        release(input_node, 0)
-    for node in order:
-        here = level[node.index]
-        deps = node.dependencies
-        # An input whose other readers all belong to earlier levels dies here: write
-        # the output over it, as `x = f(x)` does in a hand-written forward (the node
-        # reads before it writes). Readers in this level could run concurrently, so
-        # they rule it out.
-        sole = next(
-            (
-                d
-                for d in deps
-                if d not in reserved
-                and readers_left[d] == deps.count(d)
-                and all(lv < here for r, lv in read_levels[d] if r != node.index)
-            ),
-            None,
-        )
-        if sole is not None:
-            slot_of[node.index] = slot_of[sole]
-            readers_left[sole] = 0
-        else:
-            for k, (slot, freed_at) in enumerate(free):
-                if freed_at < here:
-                    del free[k]
-                    slot_of[node.index] = slot
-                    break
-            else:
-                slot_of[node.index] = n_slots
-                n_slots += 1
-        for d in deps:
-            if d != sole:
-                readers_left[d] -= 1
-                release(d, here)
-        release(node.index, here)
-
-    kept = cells or {}
-    cells = {tag: kept.get(tag) or StateCell(tag) for tag in record.state_writers}
-    steps: list[Step] = []
-    step_slots: list[tuple[int, ...]] = []
-    levels: dict[int, list[int]] = {}
-    step_of: dict[int, int] = {}
-    for i, node in enumerate(order):
-        reads = [slot_of[d] for d in node.dependencies]
-        b = reads[1] if len(reads) > 1 else -1
-        rest = tuple(reads[2:]) or None
-        steps.append((_step_fn(node, cells, record), reads[0], b, rest, slot_of[node.index], i))
-        step_slots.append(tuple(reads))
-        levels.setdefault(level[node.index], []).append(i)
-        step_of[node.index] = i
-
-    resets: dict[int, tuple[Node, Callable[..., Any]]] = {}
-    for node in order:
-        reset = getattr(node.module, "reset", None) if node.module is not None else None
-        if callable(reset) and id(node.module) not in resets:
-            resets[id(node.module)] = (node, reset)
-
-    tags = list(record.tags.items())
-    return Plan(
-        n_inputs=len(record.inputs),
-        input_names=tuple(nodes[i].input_name or "x" for i in record.inputs),
-        n_slots=n_slots,
-        steps=tuple(steps),
-        step_nodes=tuple(order),
-        step_slots=tuple(step_slots),
-        levels=tuple(tuple(levels[k]) for k in sorted(levels)),
-        node_levels=level,
-        out_slot=slot_of[record.output],
-        tag_index={tag: k for k, (tag, _) in enumerate(tags)},
-        tag_slots=tuple(slot_of[n] for _, n in tags),
-        tag_steps=tuple(step_of.get(n, -1) for _, n in tags),
-        cells=cells,
-        state_writes=tuple((cells[t], slot_of[n]) for t, n in record.state_writers.items()),
-        state_reads=tuple(step[0] for step in steps if isinstance(step[0], StateRead)),
-        resets=tuple(resets.values()),
-    )
+    state = getattr(module, "__dict__", None)
+    plan = state.get("_plan") if isinstance(state, dict) else None
+    return plan if isinstance(plan, Plan) else None

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from flowdl._describe import describe_module
+from flowdl._ir.nodes import BuilderCall, ChainSource
+from flowdl._ir.record import FlowRecord
 
-if TYPE_CHECKING:
-    from flowdl._builder.ir import BuilderCall
-    from flowdl._executor.graph import Graph
+__all__ = ["render_chain"]
 
 
 _FINISHING = frozenset({"for_", "while_", "until", "batched", "each", "over", "slices"})
@@ -19,15 +19,12 @@ _FINISHING = frozenset({"for_", "while_", "until", "batched", "each", "over", "s
 
 
 def _render_arg(value: Any) -> str:
-    from flowdl._builder.core import FlowCore
-    from flowdl._replace.calls import FlowArgument
-
     if isinstance(value, (str, int, float, bool, tuple, type(None))):
         return repr(value)
     if isinstance(value, nn.Module):
         return repr(value)  # nested graphs render their own chain
-    if isinstance(value, (FlowCore, FlowArgument)):  # an unbuilt flow passed as a module
-        return _render_calls(value._calls)
+    if isinstance(value, ChainSource):  # an unbuilt flow passed as a module
+        return _render_calls(value._chain_calls())
     return describe_module(value)
 
 
@@ -42,10 +39,10 @@ def _render_call(call: BuilderCall) -> str:
     return ("fl.Flow" if call.method == "Flow" else f".{call.method}") + body
 
 
-def render_chain(graph: Graph) -> str:
+def render_chain(record: FlowRecord) -> str:
     """``Graph(fl.Flow(Linear(...)).through(ReLU()) ... .build())``, one call per line."""
-    head = f"Graph[{graph.label}]" if graph.label is not None else "Graph"
-    chain = _render_calls(graph._record.calls) + "\n.build()"
+    head = f"Graph[{record.label}]" if record.label is not None else "Graph"
+    chain = _render_calls(record.calls) + "\n.build()"
     return f"{head}(\n{textwrap.indent(chain, '  ')}\n)"
 
 

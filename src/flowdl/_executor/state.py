@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowdl._builder.record import StateInit
+from flowdl._describe import describe_value
+from flowdl._ir.record import StateInit
 
 
 class StateCell:
@@ -28,8 +29,6 @@ class StateCell:
         self.tag, self.value = state
 
     def __repr__(self) -> str:
-        from flowdl._describe import describe_value
-
         return f"StateCell({self.tag!r}, {describe_value(self.value)})"
 
 

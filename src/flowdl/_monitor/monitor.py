@@ -12,9 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from flowdl._errors import _render
+from flowdl._errors import render_message
+from flowdl._eta import EtaEstimator
+from flowdl._files import write_text_atomic
 from flowdl._format import format_duration
-from flowdl._monitor.eta import EtaEstimator
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
 from flowdl._monitor.page import dashboard_page
@@ -24,7 +25,6 @@ from flowdl._monitor.server import DashboardServer, is_loopback
 from flowdl._monitor.sources import collect_metrics
 from flowdl._monitor.terminal import TerminalWriter, epoch_line, plain, summary_line
 from flowdl._web.assets import palette
-from flowdl._web.files import write_text_atomic
 
 
 class Monitor:
@@ -34,7 +34,7 @@ class Monitor:
     `log` at the end of every epoch. Each line shows the epoch, the metrics, the
     epoch's duration and the estimated time left in the whole run: the ETA leaves
     out the first epoch once later ones are known (warm-up) and takes a trimmed mean
-    of the last ten (see `flowdl._monitor.eta`). On a terminal the line is styled
+    of the last ten (see `flowdl._eta`). On a terminal the line is styled
     with rich; in a pipe, a file or a notebook log it is plain text. Used as a
     context manager, the monitor calls `finish` when the block ends.
 
@@ -77,7 +77,7 @@ class Monitor:
     ) -> None:
         if isinstance(total_epochs, bool) or not isinstance(total_epochs, int):
             raise TypeError(
-                _render(
+                render_message(
                     "fl.Monitor needs the number of epochs planned",
                     [
                         ("at", f"fl.Monitor({total_epochs!r})"),
@@ -88,7 +88,7 @@ class Monitor:
             )
         if total_epochs < 1:
             raise ValueError(
-                _render(
+                render_message(
                     "fl.Monitor needs at least one epoch",
                     [
                         ("at", f"fl.Monitor({total_epochs})"),
@@ -255,7 +255,7 @@ class Monitor:
         call = f"Monitor.serve(port={port!r}, host={host!r})"
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(
-                _render(
+                render_message(
                     "the dashboard's port is out of range",
                     [
                         ("at", call),
@@ -265,10 +265,10 @@ class Monitor:
                 )
             )
         if self._finished:
-            raise ValueError(_render("the monitor has finished", [("at", call)]))
+            raise ValueError(render_message("the monitor has finished", [("at", call)]))
         if self._server is not None:
             raise ValueError(
-                _render(
+                render_message(
                     "the dashboard is already served",
                     [("at", call), ("received", f"it is at {self._server.url}")],
                 )
@@ -279,7 +279,7 @@ class Monitor:
         except OSError as error:
             raise OSError(
                 error.errno,
-                _render(
+                render_message(
                     f"the dashboard cannot listen on {host}:{port}: {error.strerror or error}",
                     [("at", call), ("fix", "choose another port, or port=0 for a free one")],
                 ),
@@ -359,14 +359,14 @@ class Monitor:
     def _check_epoch(self, epoch: object, call: str) -> None:
         if self._finished:
             raise ValueError(
-                _render(
+                render_message(
                     "the monitor has finished; it logs no more epochs",
                     [("at", call), ("fix", "create a new fl.Monitor for a new run")],
                 )
             )
         if isinstance(epoch, bool) or not isinstance(epoch, int):
             raise TypeError(
-                _render(
+                render_message(
                     "the epoch must be an int",
                     [("at", call), ("expected", "1, 2, ..."), ("received", type(epoch).__name__)],
                 )
@@ -374,7 +374,7 @@ class Monitor:
         previous = self._records[-1].epoch if self._records else 0
         if not previous < epoch <= self.total_epochs:
             raise ValueError(
-                _render(
+                render_message(
                     f"epoch {epoch} is out of order",
                     [
                         ("at", call),

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
-from flowdl._errors import _render
+from flowdl._errors import render_message
 from flowdl._monitor.resources import RESOURCE_NAMES
 
 # Column names of the monitor's CSV that metrics cannot take.
@@ -45,7 +45,7 @@ def collect_metrics(sources: tuple[object, ...], call: str) -> dict[str, float]:
         for name, value in _pairs(source, where, call).items():
             if not isinstance(name, str) or not name:
                 raise (TypeError if not isinstance(name, str) else ValueError)(
-                    _render(
+                    render_message(
                         "a metric name must be a non-empty string",
                         [
                             ("at", f"{call}, {where}"),
@@ -56,7 +56,7 @@ def collect_metrics(sources: tuple[object, ...], call: str) -> dict[str, float]:
                 )
             if name in FIXED_COLUMNS:
                 raise ValueError(
-                    _render(
+                    render_message(
                         f"the metric name {name!r} is taken by the monitor's own column",
                         [
                             ("at", f"{call}, {where}"),
@@ -67,7 +67,7 @@ def collect_metrics(sources: tuple[object, ...], call: str) -> dict[str, float]:
                 )
             if name in merged:
                 raise ValueError(
-                    _render(
+                    render_message(
                         f"the metric {name!r} is given twice",
                         [
                             ("at", call),
@@ -90,7 +90,7 @@ def _pairs(source: object, where: str, call: str) -> Mapping[object, object]:
         if isinstance(pairs, Mapping):
             return pairs
         raise TypeError(
-            _render(
+            render_message(
                 "latest_metrics() did not return a mapping",
                 [
                     ("at", f"{call}, {where}"),
@@ -100,7 +100,7 @@ def _pairs(source: object, where: str, call: str) -> Mapping[object, object]:
             )
         )
     raise TypeError(
-        _render(
+        render_message(
             "the monitor cannot read metrics from this source",
             [
                 ("at", f"{call}, {where}"),
@@ -119,7 +119,7 @@ def _number(value: object, name: str, where: str, call: str) -> float:
         return float(value)
     shape = f" of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else ""
     raise TypeError(
-        _render(
+        render_message(
             f"the metric {name!r} is not a number",
             [
                 ("at", f"{call}, {where}"),

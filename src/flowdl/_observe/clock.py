@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+from flowdl._eta import EtaEstimator
+
 __all__ = ["Clock"]
 
 
@@ -19,7 +21,7 @@ class Clock:
         >>> clock = Clock(start=100.0)
         >>> clock.epoch_ended(now=110.0); clock.epoch_ended(now=130.0)
         >>> clock.count, clock.eta(10), clock.epoch_durations()
-        (2, 120.0, [10.0, 20.0])
+        (2, 160.0, [10.0, 20.0])
     """
 
     __slots__ = ("ends", "first_end_wall", "start")
@@ -53,19 +55,21 @@ class Clock:
             return 0.0
         return (time.monotonic() if now is None else now) - self.start
 
-    def seconds_per_epoch(self) -> float:
-        """Mean duration of the epochs so far (0.0 before the first ends)."""
-        if not self.ends or self.start is None:
-            return 0.0
-        return (self.ends[-1] - self.start) / len(self.ends)
-
     def eta(self, total_epochs: int) -> float:
-        """Seconds left for `total_epochs`: mean epoch duration × epochs left (goDl's).
+        """Seconds left for `total_epochs`, by flowdl's one ETA rule (`flowdl._eta`).
 
-        0.0 before the first epoch ends and once `total_epochs` have ended.
+        The estimated epoch duration (the first epoch left out once a later one is
+        known, a trimmed mean of the recent ones) times the epochs left; 0.0 before
+        the first epoch ends and once `total_epochs` have ended.
         """
-        left = total_epochs - len(self.ends)
-        return self.seconds_per_epoch() * left if left > 0 else 0.0
+        return self.eta_after(len(self.ends), total_epochs)
+
+    def eta_after(self, done: int, total_epochs: int) -> float:
+        """What `eta` said when only the first `done` epochs had ended."""
+        estimator = EtaEstimator()
+        for seconds in self.epoch_durations()[:done]:
+            estimator.add(seconds)
+        return estimator.remaining(total_epochs - done) or 0.0
 
     def epoch_durations(self) -> list[float]:
         """Duration of each epoch: the first from the start, the others between ends."""

@@ -11,10 +11,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from flowdl._errors import FlowdlError
+
 __all__ = ["RankMismatchError", "average_across_ranks", "world_size"]
 
 
-class RankMismatchError(RuntimeError):
+class RankMismatchError(FlowdlError, RuntimeError):
     """The ranks of a distributed run flushed different names."""
 
 

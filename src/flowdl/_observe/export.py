@@ -44,7 +44,7 @@ def log_text(series: Series, clock: Clock, total_epochs: int) -> str:
     has a value for that epoch (`format_metric`), then, when the epoch's flush was
     timed and took some time, ``  [<duration>`` and ``  ETA <remaining>`` (when
     `total_epochs` > 0 and time remains) and ``]``. The remaining time after epoch
-    ``i`` (1-based) is the mean epoch duration so far times the epochs left.
+    ``i`` (1-based) is what `Clock.eta` said then (flowdl's one ETA rule).
 
     Example:
         >>> clock = Clock(start=0.0)
@@ -52,7 +52,7 @@ def log_text(series: Series, clock: Clock, total_epochs: int) -> str:
         >>> text = log_text([("loss", [0.5, 0.25]), ("acc", [0.125])], clock, total_epochs=4)
         >>> print(text.split("\\n", 1)[1], end="")
         epoch   1  loss=0.5000  acc=0.1250  [1.5s  ETA 4.5s]
-        epoch   2  loss=0.2500  [2.0s  ETA 3.5s]
+        epoch   2  loss=0.2500  [2.0s  ETA 4.0s]
     """
     when = clock.first_end_wall
     stamp = datetime.fromtimestamp(when) if when is not None else datetime.now()
@@ -65,7 +65,7 @@ def log_text(series: Series, clock: Clock, total_epochs: int) -> str:
         line = "  ".join(parts)
         if i < len(durations) and durations[i] > 0 and clock.start is not None:
             line += f"  [{format_duration(durations[i])}"
-            remaining = (clock.ends[i] - clock.start) / (i + 1) * (total_epochs - i - 1)
+            remaining = clock.eta_after(i + 1, total_epochs)
             if total_epochs > 0 and remaining > 0:
                 line += f"  ETA {format_duration(remaining)}"
             line += "]"

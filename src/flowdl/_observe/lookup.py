@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 
 from flowdl._describe import describe_value
+from flowdl._executor.core import GraphCore
 from flowdl._format import format_metric
+from flowdl._tree.children import children
 from flowdl._tree.paths import PathError, PathKind, check_local_name, describe_level
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
 
 __all__ = ["children_labels", "expand_tags", "not_a_tag", "show_value"]
 
 
-def children_labels(graph: Graph) -> set[str]:
+def children_labels(graph: GraphCore) -> set[str]:
     """Labels of the graphs nested directly in `graph`."""
-    from flowdl._tree.children import children
-
     return set(children(graph))
 
 
-def expand_tags(graph: Graph, tags: tuple[str, ...], call: str, at: str) -> list[str]:
+def expand_tags(graph: GraphCore, tags: tuple[str, ...], call: str, at: str) -> list[str]:
     """Tags of `graph`, tag groups replaced by their members; unknown tags raise."""
     out: list[str] = []
     known = graph._record.tags

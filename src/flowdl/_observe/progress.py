@@ -1,49 +1,47 @@
-"""`Progress`: the wall clock of training, the training log, the CSV of trends, the curves page."""
-
-# Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
-# mypy: disable-error-code="misc"
+"""Progress, part of the observation feature: the wall clock of training, the training
+log, the CSV of trends, the curves page."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from flowdl._executor.core import GraphCore
+from flowdl._files import write_text_atomic
 from flowdl._observe.export import csv_text, log_text
-from flowdl._observe.state import Observation, ObservationState
+from flowdl._observe.state import observation_of, observation_state, start_time
 from flowdl._observe.store import select_series
-from flowdl._observe.tree import tree_groups, tree_histories
+from flowdl._observe.tree_metrics import tree_groups, tree_histories
 from flowdl._web.curves import write_curves_page
-from flowdl._web.files import write_text_atomic
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
 
 __all__ = ["Progress"]
 
 
-class Progress(ObservationState):
+class Progress(GraphCore):
     """`flush_count`, `elapsed`, `eta`, `export_trends`, `write_log`, `plot_html`."""
 
     @property
     def flush_count(self) -> int:
         """How many flushes produced data in this graph's tree (epochs done)."""
-        observation: Observation | None = self.__dict__.get("_observation")
+        observation = observation_of(self)
         return observation.clock.count if observation is not None else 0
 
     @property
     def elapsed(self) -> float:
         """Seconds since training started (the first forward); 0.0 before it."""
-        start = self._clock_start
+        start = start_time(self)
         return 0.0 if start is None else time.monotonic() - start
 
     def eta(self, total_epochs: int) -> float:
-        """Seconds left to reach `total_epochs` flushes, from the mean epoch so far.
+        """Seconds left to reach `total_epochs` flushes, from the epochs so far.
 
-        ``(time of the last flush - start) / flush_count × (total_epochs -
-        flush_count)``; 0.0 before the first flush and once `total_epochs` are done.
-        `flowdl._format.format_duration` writes it for people.
+        The estimated duration of one epoch times the epochs left, by flowdl's one
+        ETA rule (`flowdl._eta`, which `fl.Monitor` uses too): the first epoch is
+        left out once a later one is known (it pays warm-up and compilation), and
+        the estimate is a trimmed mean of the last ten. 0.0 before the first flush
+        and once `total_epochs` are done. `flowdl._format.format_duration` writes
+        it for people.
 
         Raises:
             ValueError: `total_epochs` is not a positive int.
@@ -59,16 +57,16 @@ class Progress(ObservationState):
         """
         if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
             raise ValueError(f"g.eta(total_epochs={total_epochs!r}): expected an int >= 1")
-        observation: Observation | None = self.__dict__.get("_observation")
+        observation = observation_of(self)
         return observation.clock.eta(total_epochs) if observation is not None else 0.0
 
     # ------------------------------------------------------------- exports
 
-    def _series(self: Graph, names: tuple[str, ...], what: str) -> list[tuple[str, list[float]]]:
+    def _series(self, names: tuple[str, ...], what: str) -> list[tuple[str, list[float]]]:
         """The series of `names` (default: all, sorted) for plots and exports."""
         return select_series(tree_histories(self), tree_groups(self), names, what=what)
 
-    def export_trends(self: Graph, path: str | os.PathLike[str], *names: str) -> Path:
+    def export_trends(self, path: str | os.PathLike[str], *names: str) -> Path:
         """Write histories as CSV: ``epoch,<name>,...``, one row per epoch (1-based).
 
         Names as in `latest_metrics` (default: every metric with a history, sorted);
@@ -95,9 +93,7 @@ class Progress(ObservationState):
         """
         return write_text_atomic(path, csv_text(self._series(names, "export")))
 
-    def write_log(
-        self: Graph, path: str | os.PathLike[str], total_epochs: int = 0, *names: str
-    ) -> Path:
+    def write_log(self, path: str | os.PathLike[str], total_epochs: int = 0, *names: str) -> Path:
         """Write the training log: a header, then one line per epoch with its metrics,
         its duration and the time left.
 
@@ -126,10 +122,10 @@ class Progress(ObservationState):
                 "(0: no ETA)"
             )
         series = self._series(names, "log")
-        clock = self._observation_state().clock
+        clock = observation_state(self).clock
         return write_text_atomic(path, log_text(series, clock, total_epochs))
 
-    def plot_html(self: Graph, path: str | os.PathLike[str], *names: str) -> Path:
+    def plot_html(self, path: str | os.PathLike[str], *names: str) -> Path:
         """Write the "Training Curves" page: one line per history, over the epochs.
 
         One self-contained HTML file that works offline (plotly.js is embedded

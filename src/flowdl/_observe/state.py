@@ -2,7 +2,8 @@
 
 Created on first use, so a graph nobody observes carries none of it. It is not
 part of the model: not in ``state_dict()``, and copies and pickles of a graph
-start without it (see ``Graph.__getstate__``).
+start without it (the observation feature declares it transient). The functions
+here reach the state of any graph of a tree, the way every observation method does.
 """
 
 from __future__ import annotations
@@ -11,10 +12,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from flowdl._executor.core import GraphCore
 from flowdl._observe.clock import Clock
 from flowdl._observe.store import MetricStore
 
-__all__ = ["OBSERVATION_ATTRIBUTES", "FlushHook", "LogHook", "Observation", "ObservationState"]
+__all__ = [
+    "OBSERVATION",
+    "FlushHook",
+    "LogHook",
+    "ObservationState",
+    "begin_clock",
+    "observation_of",
+    "observation_state",
+    "start_time",
+    "timings_of",
+    "values_of",
+]
 
 LogHook = Callable[[dict[str, Any]], Any]
 """Receives ``{tag: tagged value}`` from `Graph.log`."""
@@ -22,16 +35,19 @@ LogHook = Callable[[dict[str, Any]], Any]
 FlushHook = Callable[[dict[str, float]], Any]
 """Receives ``{name: epoch mean}`` from `Graph.flush`."""
 
-OBSERVATION_ATTRIBUTES = ("_observation", "_clock_start")
-"""The graph attributes holding observation state: dropped by copies and pickles."""
+OBSERVATION = "_observation"
+"""The graph attribute holding its `ObservationState`."""
 
 
-class Observation:
+class ObservationState:
     """One graph's observation state.
 
     Attributes:
         store: collected and recorded values (`Graph.collect`, `Graph.record`).
         timings: node durations in seconds (`Graph.collect_timings`).
+        clock: when training started and each epoch ended.
+        log_hook: where `Graph.log` sends values (``None``: stderr).
+        flush_hook: called after each `Graph.flush` that produced data here.
         timed_profile: the profile `timings` last read, and `timed_tags` the tags
             read from it: a profile counts once per tag.
     """
@@ -56,42 +72,48 @@ class Observation:
         self.timed_tags: set[str] = set()
 
 
-class ObservationState:
-    """Base of the observation mixins: reaching a graph's `Observation`, and its clock."""
+def observation_of(graph: GraphCore) -> ObservationState | None:
+    """`graph`'s observation state, or ``None`` if nothing was ever observed there."""
+    state = graph.__dict__.get(OBSERVATION)
+    return state if isinstance(state, ObservationState) else None
 
-    _clock_start: float | None = None
-    """`time.monotonic()` of the first forward; set by `Graph.forward`."""
 
-    def _start_clock(self) -> None:
-        self.__dict__["_clock_start"] = time.monotonic()
+def observation_state(graph: GraphCore) -> ObservationState:
+    """`graph`'s observation state, created on first use."""
+    state = observation_of(graph)
+    if state is None:
+        state = ObservationState()
+        graph.__dict__[OBSERVATION] = state
+    return state
 
-    def _observation_state(self) -> Observation:
-        """This graph's observation state, created on first use."""
-        observation: Observation | None = self.__dict__.get("_observation")
-        if observation is None:
-            observation = Observation()
-            self.__dict__["_observation"] = observation
-        return observation
 
-    def _begin_clock(self, now: float | None = None) -> Observation:
-        """The observation state, with the clock started (at the first forward, or now)."""
-        observation = self._observation_state()
-        if observation.clock.start is None:
-            if self._clock_start is None:
-                self.__dict__["_clock_start"] = time.monotonic() if now is None else now
-            observation.clock.start = self._clock_start
-        return observation
+def begin_clock(graph: GraphCore, now: float | None = None) -> ObservationState:
+    """The observation state, with the clock started: at the graph's first forward, or
+    now (for a graph that observes without running eagerly)."""
+    state = observation_state(graph)
+    if state.clock.start is None:
+        first = graph._first_call
+        state.clock.start = (
+            first if first is not None else (time.monotonic() if now is None else now)
+        )
+    return state
 
-    def _metric_store(self) -> MetricStore:
-        """The store of this graph's metrics, created on first use."""
-        return self._observation_state().store
 
-    def _existing_store(self) -> MetricStore | None:
-        """The store of this graph's metrics, or ``None`` if nothing was ever observed."""
-        observation: Observation | None = self.__dict__.get("_observation")
-        return observation.store if observation is not None else None
+def start_time(graph: GraphCore) -> float | None:
+    """When training started for `graph` (`time.monotonic()`), or ``None`` before it."""
+    state = observation_of(graph)
+    if state is not None and state.clock.start is not None:
+        return state.clock.start
+    return graph._first_call
 
-    def _existing_timing_store(self) -> MetricStore | None:
-        """The store of this graph's node timings, or ``None`` if nothing was ever observed."""
-        observation: Observation | None = self.__dict__.get("_observation")
-        return observation.timings if observation is not None else None
+
+def values_of(graph: GraphCore) -> MetricStore | None:
+    """The store of `graph`'s collected and recorded values, if it has one."""
+    state = observation_of(graph)
+    return state.store if state is not None else None
+
+
+def timings_of(graph: GraphCore) -> MetricStore | None:
+    """The store of `graph`'s node timings, if it has one."""
+    state = observation_of(graph)
+    return state.timings if state is not None else None

@@ -1,89 +1,74 @@
-"""The profiled loop: the executor's loop with a clock mark around every node and level.
+"""The profiler: the instrument that times every step and level of a graph's forward.
 
-`Graph.forward` picks it once per call, when profiling is on; the plain loop in
-`Graph._run` stays as it is. A compiled graph (`Graph.compile`) runs its eager
-plan here: node times need node boundaries, and a compiled segment has none.
+When profiling is on, `GraphCore.forward` runs the plan through the graph's
+`Profiler` (an `Instrument`) instead of the plain loop: it runs the executor's
+profiled loop (`flowdl._executor.steps.run_profiled`) with a clock, and after the
+call turns the marks into a `Profile`. A compiled graph (`Graph.compile`) runs its
+eager plan here: node times need node boundaries, and a compiled segment has none.
+The profiler derives what it needs from the plan it was built for, and again when
+the graph's plan changes (a submodule was replaced).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
-from torch import Tensor
 
 from flowdl._context import Context
-from flowdl._errors import Cancelled
+from flowdl._executor.core import GraphCore
+from flowdl._executor.plan import Plan
+from flowdl._executor.steps import Marks, run_plan, run_profiled
 from flowdl._profile.clock import Clock, clock_for
 from flowdl._profile.profile import LevelTiming, NodeTiming, Profile
 
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
-    from flowdl._executor.plan import Plan
+__all__ = ["Measured", "Profiler"]
 
-Marks = tuple[Clock, int, int, list[tuple[int, int]], list[tuple[int, int]], list[Any]]
-"""What a run measured: clock, first and last mark, level marks, node marks, output shapes."""
+Measured = tuple[Clock, Marks]
+"""What a profiled run measured: its clock and the marks of `run_profiled`."""
 
 
 class Profiler:
-    """The profiling of one graph: its profiled loop and what it knows of the plan."""
+    """The instrument of a graph with profiling on.
 
-    def __init__(self, plan: Plan) -> None:
+    Args:
+        keep: called with each new `Profile`, after a successful forward.
+    """
+
+    def __init__(self, keep: Callable[[Profile], None]) -> None:
+        self._keep = keep
+        self._plan: Plan | None = None
+
+    def _derive(self, plan: Plan) -> None:
+        """What a profile needs from `plan`: the levels, and each step's node."""
+        self._plan = plan
         self._levels = tuple(
             (plan.node_levels[plan.step_nodes[steps[0]].index], steps) for steps in plan.levels
         )
         self._nodes = tuple(
             (node.id, tuple(node.tags), plan.node_levels[node.index]) for node in plan.step_nodes
         )
-        self._n_inputs = plan.n_inputs
 
-    def run(self, graph: Graph, vals: list[Any], ctx: Context | None) -> Marks | None:
-        """Run the plan as `Graph._run` does, marking the clock around each node and level."""
+    def run(self, graph: GraphCore, vals: list[Any], ctx: Context | None) -> Measured | None:
+        """Run the plan with a clock mark around each node and level."""
         if (
             torch.compiler.is_compiling()
         ):  # clocks are eager-only: torch.compile sees the plain loop
-            graph._run(vals, ctx)
+            run_plan(graph, vals, ctx)
             return None
-        clock = clock_for(vals[: self._n_inputs])
-        mark = clock.mark
-        steps = graph._plan.steps
-        level_marks: list[tuple[int, int]] = []
-        node_marks: list[tuple[int, int]] = []
-        shapes: list[Any] = []
-        i = -1
-        try:
-            first = mark()
-            for _, level_steps in self._levels:
-                level_start = mark()
-                for i in level_steps:
-                    if ctx is not None:
-                        ctx.check()
-                    fn, a, b, rest, out, _ = steps[i]
-                    start = mark()
-                    if b < 0:
-                        vals[out] = fn(vals[a])
-                    elif rest is None:
-                        vals[out] = fn(vals[a], vals[b])
-                    else:
-                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
-                    node_marks.append((start, mark()))
-                    value = vals[out]
-                    shapes.append(tuple(value.shape) if isinstance(value, Tensor) else None)
-                level_marks.append((level_start, mark()))
-            last = mark()
-        except Cancelled:
-            graph._keep_partial_tags(vals, i)
-            raise
-        except Exception as error:
-            graph._keep_partial_tags(vals, i)
-            raise graph._node_error(i, vals, error) from error
-        return clock, first, last, level_marks, node_marks, shapes
+        plan = graph._plan
+        if plan is not self._plan:
+            self._derive(plan)
+        clock = clock_for(vals[: plan.n_inputs])
+        marks = run_profiled(graph, [steps for _, steps in self._levels], vals, ctx, clock.mark)
+        return clock, marks
 
-    def publish(self, graph: Graph, marks: Marks | None) -> None:
+    def publish(self, graph: GraphCore, measured: object) -> None:
         """Turn the marks of a finished forward into a `Profile`, keep it, call the hooks."""
-        if marks is None:
+        if measured is None:  # run under torch.compile: nothing was measured
             return
-        clock, first, last, level_marks, node_marks, shapes = marks
+        clock, (first, last, level_marks, node_marks, shapes) = cast("Measured", measured)
         clock.finish()
         nodes = tuple(
             NodeTiming(node_id, tags, clock.seconds(start, end), level, shape)
@@ -104,9 +89,4 @@ class Profiler:
                     n_nodes=len(steps),
                 )
             )
-        profile = Profile(clock.seconds(first, last), tuple(levels), nodes, clock.device)
-        graph.__dict__["_last_profile"] = profile
-        hooks = graph._profile_hooks
-        if hooks:
-            for hook in list(hooks.values()):
-                hook(profile)
+        self._keep(Profile(clock.seconds(first, last), tuple(levels), nodes, clock.device))

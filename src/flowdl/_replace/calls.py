@@ -11,9 +11,10 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from flowdl._builder.ir import BuilderCall, NodeKind
-from flowdl._builder.record import FlowRecord
 from flowdl._control.base import ControlNode
+from flowdl._executor.core import GraphCore
+from flowdl._ir.nodes import BuilderCall, ChainSource, NodeKind
+from flowdl._ir.record import FlowRecord
 
 __all__ = ["FlowArgument", "sync_calls"]
 
@@ -57,7 +58,7 @@ def sync_calls(record: FlowRecord) -> None:
             node.ref_calls = [renamed.get(id(c), c) for c in node.ref_calls]
 
 
-class FlowArgument:
+class FlowArgument(ChainSource):
     """An unbuilt flow given to a builder call, shown by the calls of the graph it became.
 
     ``.through(fl.Flow(a).through(b))`` records the flow, which renders as its chain.
@@ -68,39 +69,32 @@ class FlowArgument:
 
     __slots__ = ("graph",)
 
-    def __init__(self, graph: Any) -> None:
+    def __init__(self, graph: GraphCore) -> None:
         self.graph = graph
 
-    @property
-    def _calls(self) -> list[BuilderCall]:
-        calls: list[BuilderCall] = self.graph._record.calls
-        return calls
+    def _chain_calls(self) -> list[BuilderCall]:
+        return self.graph._record.calls
 
     def __repr__(self) -> str:
         # As messages describe an unbuilt flow: its chain when short, else "Flow".
-        text = f"<unbuilt {''.join(c.text for c in self._calls)}>"
+        text = f"<unbuilt {''.join(c.text for c in self._chain_calls())}>"
         return text if len(text) <= 72 else "Flow"
 
 
 def _put(args: list[list[Any]], at: int, k: int, module: Any) -> None:
-    from flowdl._builder.core import FlowCore
-    from flowdl._executor.graph import Graph
-
     if k >= len(args[at]):
         return
     arg = args[at][k]
     if arg is module or (isinstance(arg, FlowArgument) and arg.graph is module):
         return
-    if isinstance(arg, (FlowCore, FlowArgument)) and isinstance(module, Graph):
+    if isinstance(arg, ChainSource) and isinstance(module, GraphCore):
         if not _built_from(arg, module):
             args[at][k] = FlowArgument(module)
         return
     args[at][k] = module
 
 
-def _built_from(flow: Any, graph: Any) -> bool:
+def _built_from(flow: ChainSource, graph: GraphCore) -> bool:
     """Whether `graph` was built from the unbuilt `flow` and its calls are still the flow's."""
-    built = graph._record.calls
-    return len(built) == len(flow._calls) and all(
-        a is b for a, b in zip(built, flow._calls, strict=True)
-    )
+    built, calls = graph._record.calls, flow._chain_calls()
+    return len(built) == len(calls) and all(a is b for a, b in zip(built, calls, strict=True))

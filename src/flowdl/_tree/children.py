@@ -10,43 +10,42 @@ not part of the tree, and neither is what it holds: label it to reach into it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from torch import nn
 
 from flowdl._errors import BuildError
+from flowdl._executor.core import GraphCore
+from flowdl._executor.plan import Plan
 
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
+__all__ = ["TREE_CACHE", "check_children", "children", "nested_labelled", "walk"]
 
-__all__ = ["TREE_ATTRIBUTES", "check_children", "children", "nested_labelled", "walk"]
+TREE_CACHE = "_tree_nested"
+"""The graph attribute caching `nested_labelled`; copies and pickles leave it behind."""
 
-TREE_ATTRIBUTES = ("_tree_nested",)
-"""Graph attributes caching the tree: dropped by copies and pickles (see `nested_labelled`)."""
+Found = tuple[tuple[str, GraphCore, str], ...]
 
 
-def nested_labelled(graph: Graph) -> tuple[tuple[str, Graph, str], ...]:
+def nested_labelled(graph: GraphCore) -> Found:
     """``(label, child, where)`` for every labelled graph found under `graph`.
 
     `where` is the submodule path of the find (``gate_0.experts.1``). A child held
-    at several places is reported at each. Computed once per graph and cached on
-    it; a replaced submodule drops the cache, and copies recompute it.
+    at several places is reported at each. Computed once per plan of the graph and
+    cached on it: replacing a submodule recompiles the plan (here and in every graph
+    above), which makes the cache compute again; copies recompute it.
     """
-    cached: tuple[tuple[str, Graph, str], ...] | None = graph.__dict__.get("_tree_nested")
-    if cached is None:
-        cached = tuple(_search(graph))
-        graph.__dict__["_tree_nested"] = cached
-    return cached
+    cached: tuple[Plan, Found] | None = graph.__dict__.get(TREE_CACHE)
+    if cached is None or cached[0] is not graph._plan:
+        cached = (graph._plan, tuple(_search(graph)))
+        graph.__dict__[TREE_CACHE] = cached
+    return cached[1]
 
 
-def _search(graph: Graph) -> Iterator[tuple[str, Graph, str]]:
-    from flowdl._executor.graph import Graph
-
+def _search(graph: GraphCore) -> Iterator[tuple[str, GraphCore, str]]:
     seen: set[int] = set()
     stack: list[tuple[str, nn.Module]] = list(reversed(list(graph.named_children())))
     while stack:
         where, module = stack.pop()
-        if isinstance(module, Graph):
+        if isinstance(module, GraphCore):
             if module.label is not None:
                 yield module.label, module, where
             continue
@@ -57,22 +56,22 @@ def _search(graph: Graph) -> Iterator[tuple[str, Graph, str]]:
         stack.extend(reversed(inner))
 
 
-def children(graph: Graph) -> dict[str, Graph]:
+def children(graph: GraphCore) -> dict[str, GraphCore]:
     """``{label: child}`` for the labelled graphs directly nested in `graph`, in order."""
-    found: dict[str, Graph] = {}
+    found: dict[str, GraphCore] = {}
     for label, child, _ in nested_labelled(graph):
         found.setdefault(label, child)
     return found
 
 
-def walk(graph: Graph) -> list[tuple[str, Graph]]:
+def walk(graph: GraphCore) -> list[tuple[str, GraphCore]]:
     """``(prefix, graph)`` for `graph` and every graph of its tree, parents first.
 
     The prefix is the dotted path with a trailing dot (``""`` for `graph` itself,
     ``"encoder."``, ``"encoder.scan."``). A graph reachable along several paths is
     listed once, under the first.
     """
-    out: list[tuple[str, Graph]] = []
+    out: list[tuple[str, GraphCore]] = []
     seen: set[int] = set()
     stack = [("", graph)]
     while stack:
@@ -85,7 +84,7 @@ def walk(graph: Graph) -> list[tuple[str, Graph]]:
     return out
 
 
-def check_children(graph: Graph, call: str) -> None:
+def check_children(graph: GraphCore, call: str) -> None:
     """Labels of one level name one graph each, and no tag or tag group of `graph`.
 
     A tag may share a label when it names the node holding that graph (``.through(
@@ -95,7 +94,7 @@ def check_children(graph: Graph, call: str) -> None:
         BuildError: two different graphs with one label, or a label that is also the
             name of a tag or tag group of `graph` elsewhere.
     """
-    first: dict[str, tuple[Graph, str]] = {}
+    first: dict[str, tuple[GraphCore, str]] = {}
     for label, child, where in nested_labelled(graph):
         if label not in first:
             first[label] = (child, where)

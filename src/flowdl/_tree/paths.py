@@ -12,13 +12,12 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flowdl._errors import _render
+from flowdl._errors import Field, FlowdlError
+from flowdl._executor.core import GraphCore
+from flowdl._observe.state import values_of
 from flowdl._tree.children import children
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
 
 __all__ = ["PathError", "PathKind", "Target", "check_local_name", "resolve", "split_path"]
 
@@ -49,17 +48,23 @@ class PathKind(enum.Enum):
     """A name given to ``record`` (or buffered by ``collect``) that is not a tag."""
 
 
-class PathError(KeyError):
-    """A path names nothing in the graph tree. A `KeyError`, written for people."""
+class PathError(FlowdlError, KeyError):
+    """A path names nothing in the graph tree. A `KeyError`, written for people.
+
+    Attributes:
+        problem: one line saying what went wrong.
+        path: the path asked for.
+        exists: what exists at the level where the path went wrong.
+        fix: how to fix it, or ``None``.
+    """
 
     def __init__(self, problem: str, *, path: str, exists: str, fix: str | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
+        super().__init__(problem, fix=fix)
         self.path = path
-        self.message = _render(problem, [("path", repr(path)), ("exists", exists), ("fix", fix)])
+        self.exists = exists
 
-    def __str__(self) -> str:
-        return self.message
+    def fields(self) -> list[Field]:
+        return [("path", repr(self.path)), ("exists", self.exists), ("fix", self.fix)]
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,10 @@ class Target:
     """
 
     kind: PathKind
-    graph: Graph
+    graph: GraphCore
     name: str
     prefix: str
-    subgraph: Graph | None = None
+    subgraph: GraphCore | None = None
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -110,11 +115,11 @@ def split_path(path: Any, call: str) -> list[str]:
     return path.split(".")
 
 
-def describe_level(graph: Graph, internal: bool) -> str:
+def describe_level(graph: GraphCore, internal: bool) -> str:
     """What exists in `graph`, for an error message: nested graphs, tags, groups, metrics."""
     tags = [t for t in graph._record.tags if internal or not t.startswith("_")]
     groups = list(graph._record.groups)
-    store = graph._existing_store()
+    store = values_of(graph)
     tag_set = set(graph._record.tags)
     metrics = [
         m
@@ -132,7 +137,7 @@ def describe_level(graph: Graph, internal: bool) -> str:
 
 
 def resolve(
-    root: Graph, path: Any, call: str, *, new_name: bool = False, prefer_names: bool = False
+    root: GraphCore, path: Any, call: str, *, new_name: bool = False, prefer_names: bool = False
 ) -> Target:
     """Follow `path` from `root`.
 
@@ -190,7 +195,7 @@ def resolve(
         return Target(PathKind.TAG, graph, name, prefix)
     if name in record.groups:
         return Target(PathKind.TAG_GROUP, graph, name, prefix)
-    store = graph._existing_store()
+    store = values_of(graph)
     if store is not None and store.knows(name):
         return Target(PathKind.METRIC, graph, name, prefix)
     if child is not None:
@@ -205,14 +210,14 @@ def resolve(
     )
 
 
-def _kind_of(graph: Graph, name: str, internal: bool) -> str | None:
+def _kind_of(graph: GraphCore, name: str, internal: bool) -> str | None:
     if not internal and name.startswith("_"):
         return None
     if name in graph._record.tags:
         return "tag"
     if name in graph._record.groups:
         return "tag group"
-    store = graph._existing_store()
+    store = values_of(graph)
     if store is not None and store.knows(name):
         return "metric"
     return None

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowdl._errors import _render
+from flowdl._errors import render_message
+from flowdl._files import write_text_atomic
 from flowdl._format import format_metric
 from flowdl._web.assets import html_text, palette, script_json
-from flowdl._web.files import write_text_atomic
 from flowdl._web.page_parts import (
     OFFLINE_POLICY,
     charts_script,
@@ -127,7 +127,7 @@ def write_curves_page(
 def _check_series(series: object) -> dict[str, list[float | None]]:
     if not isinstance(series, Mapping):
         raise TypeError(
-            _render(
+            render_message(
                 "the curves page needs named series",
                 [
                     ("expected", "a mapping {name: [value per epoch]}"),
@@ -138,7 +138,7 @@ def _check_series(series: object) -> dict[str, list[float | None]]:
         )
     if not series:
         raise ValueError(
-            _render(
+            render_message(
                 "the curves page has no series to draw",
                 [
                     ("expected", "at least one {name: [value per epoch]}"),

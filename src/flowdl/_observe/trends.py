@@ -1,29 +1,22 @@
-"""`TrendQueries`: the graph methods that read histories: trends, latest metrics, resets."""
-
-# Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
-# mypy: disable-error-code="misc"
+"""Trends, a feature of `fl.Graph`: reading histories as trends, latest metrics, resets."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from flowdl._executor.core import GraphCore
 from flowdl._observe.lookup import not_a_tag
-from flowdl._observe.state import ObservationState
-from flowdl._observe.tree import resolve_names, tree_histories
+from flowdl._observe.state import values_of
+from flowdl._observe.tree_metrics import resolve_names, tree_histories
 from flowdl._observe.trend import Trend, TrendGroup
 from flowdl._tree.children import walk
 from flowdl._tree.paths import PathError, PathKind, check_local_name, describe_level, resolve
 
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
-
-__all__ = ["TrendQueries"]
+__all__ = ["Trends", "trend_of"]
 
 
-class TrendQueries(ObservationState):
+class Trends(GraphCore):
     """`trend`, `trend_at`, `trends`, `latest_metrics`, `reset_trend`."""
 
-    def trend(self: Graph, tag: str) -> Trend:
+    def trend(self, tag: str) -> Trend:
         """The history of a tag or metric of this graph, one value per `flush`.
 
         Raises:
@@ -39,20 +32,9 @@ class TrendQueries(ObservationState):
             >>> t.values, t.improving(3), round(t.slope(), 6)
             ((1.0, 0.8, 0.7), True, -0.15)
         """
-        check_local_name(tag, "g.trend()", "g.trend_at")
-        if tag in self._record.groups:
-            raise ValueError(f"g.trend({tag!r}): a tag group has several trends; use g.trends")
-        store = self._existing_store()
-        if tag not in self._record.tags and (store is None or not store.knows(tag)):
-            raise PathError(
-                f"g.trend(): no tag or metric {tag!r} in {self.short_description()}",
-                path=tag,
-                exists=describe_level(self, internal=True),
-                fix="record or collect it first; nested graphs are reached with g.trend_at",
-            )
-        return Trend(store.history(tag) if store is not None else ())
+        return trend_of(self, tag)
 
-    def trend_at(self: Graph, path: str) -> Trend:
+    def trend_at(self, path: str) -> Trend:
         """`trend` anywhere in the tree: ``g.trend_at("encoder.hidden")``.
 
         Raises:
@@ -70,9 +52,9 @@ class TrendQueries(ObservationState):
         target = resolve(self, path, "g.trend_at()", prefer_names=True)
         if target.kind not in (PathKind.TAG, PathKind.METRIC):
             raise not_a_tag(target, path, "g.trend_at()")
-        return target.graph.trend(target.name)
+        return trend_of(target.graph, target.name)
 
-    def trends(self: Graph, *names: str) -> TrendGroup:
+    def trends(self, *names: str) -> TrendGroup:
         """Several trends at once: tags, metrics, tag groups (their members), paths.
 
         Without names: every metric with a history in the tree, sorted by name.
@@ -94,9 +76,9 @@ class TrendQueries(ObservationState):
             histories = tree_histories(self)
             return TrendGroup({name: Trend(histories[name]) for name in sorted(histories)})
         resolved = resolve_names(self, names, "g.trends()", known=True)
-        return TrendGroup({dotted: owner.trend(local) for dotted, owner, local in resolved})
+        return TrendGroup({dotted: trend_of(owner, local) for dotted, owner, local in resolved})
 
-    def latest_metrics(self: Graph) -> dict[str, float]:
+    def latest_metrics(self) -> dict[str, float]:
         """The newest history value of every metric of the tree, with dotted names.
 
         This graph's own names as they are, nested graphs' as paths
@@ -113,7 +95,7 @@ class TrendQueries(ObservationState):
         """
         return {name: values[-1] for name, values in tree_histories(self).items()}
 
-    def reset_trend(self: Graph, *names: str) -> None:
+    def reset_trend(self, *names: str) -> None:
         """Forget histories: of `names` (tags, groups, metrics, paths), or of the whole tree.
 
         Buffers and the epoch clock are kept. After lowering a learning rate, say,
@@ -131,11 +113,32 @@ class TrendQueries(ObservationState):
         """
         if not names:
             for _, node in walk(self):
-                store = node._existing_store()
+                store = values_of(node)
                 if store is not None:
                     store.reset()
             return
         for _, owner, local in resolve_names(self, names, "g.reset_trend()", known=False):
-            store = owner._existing_store()
+            store = values_of(owner)
             if store is not None:
                 store.reset([local])
+
+
+def trend_of(graph: GraphCore, tag: str) -> Trend:
+    """The history of a tag or metric of `graph` (any graph of the tree) as a `Trend`.
+
+    Raises:
+        PathError: no tag and no metric of that name.
+        ValueError: a dotted path or a tag group.
+    """
+    check_local_name(tag, "g.trend()", "g.trend_at")
+    if tag in graph._record.groups:
+        raise ValueError(f"g.trend({tag!r}): a tag group has several trends; use g.trends")
+    store = values_of(graph)
+    if tag not in graph._record.tags and (store is None or not store.knows(tag)):
+        raise PathError(
+            f"g.trend(): no tag or metric {tag!r} in {graph.short_description()}",
+            path=tag,
+            exists=describe_level(graph, internal=True),
+            fix="record or collect it first; nested graphs are reached with g.trend_at",
+        )
+    return Trend(store.history(tag) if store is not None else ())

@@ -1,33 +1,27 @@
-"""The drawing methods of `fl.Graph`: `dot`, `svg` and `summary`."""
+"""Drawing, a feature of `fl.Graph`: `dot`, `svg` and `summary`."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from flowdl._draw.dot import render_dot
 from flowdl._draw.summary import Summary, build_summary
 from flowdl._draw.svg import render_svg
 from flowdl._errors import GraphError
+from flowdl._files import write_text_atomic
 from flowdl._profile.profile import Profile
-from flowdl._web.files import write_text_atomic
+from flowdl._profile.profiling import Profiling
 
-if TYPE_CHECKING:
-    from flowdl._builder.record import FlowRecord
+__all__ = ["Drawing"]
 
 
-class DrawingMixin:
+class Drawing(Profiling):
     """Pictures and tables of a graph, made from what the builder recorded.
 
     No forward pass is needed: every branch of every gate and switch is drawn,
     a loop is drawn once with its count, and parameters are counted once per
-    tensor. `fl.Graph` inherits these methods.
+    tensor. A feature of `fl.Graph`; `dot(profile=True)` draws the last profile.
     """
-
-    if TYPE_CHECKING:
-        _record: FlowRecord
-
-        def profile(self) -> Profile | None: ...
 
     def dot(self, *, profile: bool | Profile = False, depth: int | None = None) -> str:
         """The graph as Graphviz DOT text; needs nothing installed.
@@ -54,7 +48,7 @@ class DrawingMixin:
             >>> text.startswith("digraph"), "×3" in text, "20 params" in text
             (True, True, True)
         """
-        return render_dot(self, _check_depth(depth), self._chosen_profile(profile))  # type: ignore[arg-type]
+        return render_dot(self, _check_depth(depth), self._chosen_profile(profile))
 
     def svg(
         self,
@@ -110,7 +104,7 @@ class DrawingMixin:
             >>> [(row.name, row.parameters) for row in s.rows], s.total_parameters
             ([('input', 0), ('Linear_0', 12), ('ReLU_0', 0)], 12)
         """
-        return build_summary(self, _check_depth(depth))  # type: ignore[arg-type]
+        return build_summary(self, _check_depth(depth))
 
     def _chosen_profile(self, profile: bool | Profile) -> Profile | None:
         if isinstance(profile, Profile):

@@ -25,7 +25,7 @@ from torch import nn
 
 from flowdl._describe import describe_module
 from flowdl._errors import BuildError
-from flowdl._replace.messages import replacement_error
+from flowdl._watch.messages import replacement_error
 
 __all__ = ["ModuleSlots", "Replaceable", "live_owners"]
 
@@ -232,7 +232,7 @@ def replace_child(
         owner._refresh(set())
         propagate(owner)
         if isinstance(error, BuildError):
-            raise replacement_error(owner, name, before, after, error) from error
+            raise replacement_error(owner._describe_child(name), before, after, error) from error
         raise
     if isinstance(before, nn.Module):
         disown(owner, before)

@@ -1,29 +1,37 @@
-"""The profiling methods of `fl.Graph`: `enable_profiling`, `profile`, `timing`, `on_profile`."""
+"""Profiling, a feature of `fl.Graph`: `enable_profiling`, `profile`, `timing`, `on_profile`."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 from torch.utils.hooks import RemovableHandle
 
-from flowdl._builder.ir import NodeKind
+from flowdl._executor.core import GraphCore
+from flowdl._ir.nodes import NodeKind
 from flowdl._profile.profile import Profile
 from flowdl._profile.runner import Profiler
 
-if TYPE_CHECKING:
-    from flowdl._builder.record import FlowRecord
-    from flowdl._executor.plan import Plan
+__all__ = ["ProfileHook", "Profiling", "is_profiling", "profile_of"]
 
 ProfileHook = Callable[[Profile], Any]
-
-PROFILING_ATTRIBUTES = ("_profiler", "_last_profile", "_profile_hooks")
-"""What copies and pickles of a graph leave behind: they start unprofiled, without hooks."""
+"""Receives every new `Profile` (`Graph.on_profile`)."""
 
 
-class ProfilingMixin:
-    """Per-node and per-level timing of forwards; `fl.Graph` inherits it.
+def profile_of(graph: GraphCore) -> Profile | None:
+    """The last profile of `graph` (any graph of the tree), or ``None``."""
+    profile = graph.__dict__.get("_last_profile")
+    return profile if isinstance(profile, Profile) else None
+
+
+def is_profiling(graph: GraphCore) -> bool:
+    """Whether profiling is on for `graph` (any graph of the tree)."""
+    return isinstance(graph.__dict__.get("_profiler"), Profiler)
+
+
+class Profiling(GraphCore):
+    """Per-node and per-level timing of forwards; a feature of `fl.Graph`.
 
     Off by default, and then free: the forward runs its plain loop and reads no
     clock. When on, the forward runs a second loop that marks a clock around each
@@ -41,15 +49,12 @@ class ProfilingMixin:
     ``torch.compile(graph)`` the profiled loop is not used (clocks are eager-only).
     """
 
+    _transient: ClassVar[tuple[str, ...]] = ("_profiler", "_last_profile", "_profile_hooks")
+    """Copies and pickles start unprofiled, without hooks."""
+
     _profiler: Profiler | None = None
     _last_profile: Profile | None = None
     _profile_hooks: OrderedDict[int, ProfileHook] | None = None
-
-    if TYPE_CHECKING:
-        _plan: Plan
-        _record: FlowRecord
-
-        def tagged(self, tag: str) -> Any: ...
 
     def enable_profiling(self) -> None:
         """Time every forward from now on; `profile` returns the last.
@@ -64,7 +69,9 @@ class ProfilingMixin:
             True
         """
         if self._profiler is None:
-            self.__dict__["_profiler"] = Profiler(self._plan)
+            profiler = Profiler(self._keep_profile)
+            self.__dict__["_profiler"] = profiler
+            self._instrument_with(profiler)
 
     def disable_profiling(self) -> None:
         """Stop timing forwards and forget the last profile (hooks stay registered).
@@ -80,6 +87,7 @@ class ProfilingMixin:
         """
         self.__dict__["_profiler"] = None
         self.__dict__["_last_profile"] = None
+        self._instrument_with(None)
 
     @property
     def profiling(self) -> bool:
@@ -165,3 +173,11 @@ class ProfilingMixin:
         handle = RemovableHandle(hooks)
         hooks[handle.id] = hook
         return handle
+
+    def _keep_profile(self, profile: Profile) -> None:
+        """What the profiler does with the profile of a successful forward."""
+        self.__dict__["_last_profile"] = profile
+        hooks = self._profile_hooks
+        if hooks:
+            for hook in list(hooks.values()):
+                hook(profile)

@@ -1,4 +1,12 @@
-"""Checks the builder runs on what it is given: names, modules, and module contracts."""
+"""The module contracts: what a node's module must accept, checked at build and at replacement.
+
+`Flow.build()` runs `check_node_module` and `check_state_consumer` on every node, and
+the construct calls (``.gate``, ``.switch``, ``.loop``, ``.map``) run the construct
+checks on their inner callables; replacing a submodule of a built graph runs the
+same checks on the new module (`check_node`), so a graph never holds a module it
+could not have been built with. A check raises `BuildError`, naming the node and
+the builder call.
+"""
 
 from __future__ import annotations
 
@@ -10,64 +18,37 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from flowdl._builder.ir import BuilderCall, Node, NodeKind
+from flowdl._control.base import ControlNode
+from flowdl._control.gate import Gate
+from flowdl._control.switch import Switch
 from flowdl._describe import describe_module, plural
 from flowdl._errors import BuildError
+from flowdl._executor.plan import plan_of
+from flowdl._ir.nodes import BuilderCall, Node, NodeKind
+from flowdl._ir.record import FlowRecord
+from flowdl._nodes.selectors import FixedSelector
 
-
-def check_name(name: Any, what: str, call: BuilderCall) -> str:
-    """A tag, input or label name: a non-empty string without dots or spaces."""
-    if not isinstance(name, str):
-        raise BuildError(
-            f"{call.text} needs {what} names as strings",
-            call=str(call),
-            expected="a string such as 'hidden'",
-            received=f"{type(name).__name__} {name!r}",
-            fix=f"pass the {what} name as a string, e.g. {str(name)!r}",
-        )
-    if not name or "." in name or any(c.isspace() for c in name):
-        raise BuildError(
-            f"{call.text}: {name!r} is not a valid {what} name",
-            call=str(call),
-            expected=f"a non-empty {what} name without dots or spaces "
-            "(dots separate the parts of a path such as 'encoder.hidden')",
-            received=repr(name),
-            fix=f"rename it, e.g. {name.replace('.', '_').strip().replace(' ', '_') or 'hidden'!r}",
-        )
-    return name
-
-
-def check_node_callable(obj: Any, call: BuilderCall) -> Any:
-    """What may become a node: any `nn.Module` or callable. A `Flow` is built first."""
-    from flowdl._builder.flow import Flow
-
-    if isinstance(obj, Flow):
-        return obj.build()
-    if isinstance(obj, type):
-        raise BuildError(
-            f"{call.name} was given a class, not a module",
-            call=str(call),
-            expected="an nn.Module instance or a callable taking tensors",
-            received=f"the class {obj.__module__}.{obj.__qualname__}",
-            fix=f"create an instance: {obj.__name__}(...)",
-        )
-    if isinstance(obj, nn.Module) or callable(obj):
-        return obj
-    raise BuildError(
-        f"{call.name} needs a module or a callable",
-        call=str(call),
-        expected="an nn.Module, a callable taking tensors, or an unbuilt fl.Flow",
-        received=f"{type(obj).__name__} {obj!r}",
-        fix="pass a module such as nn.Linear(4, 4), or a function such as torch.relu",
-    )
+__all__ = [
+    "check_accepts",
+    "check_arity",
+    "check_choices",
+    "check_fixed_selector",
+    "check_node",
+    "check_node_module",
+    "check_protocol_method",
+    "check_ref_names",
+    "check_state_consumer",
+    "check_stream_only",
+    "describe_receiver",
+    "uses_forward_named",
+]
 
 
 def _accepts(fn: Any) -> tuple[int, float] | None:
     """(fewest, most) positional arguments `fn` takes, or None if it cannot be told."""
-    from flowdl._executor.graph import Graph
-
-    if isinstance(fn, Graph):
-        return fn.n_inputs, fn.n_inputs
+    plan = plan_of(fn)
+    if plan is not None:  # a graph: exactly its inputs
+        return plan.n_inputs, plan.n_inputs
     target = fn.forward if isinstance(fn, nn.Module) else fn
     try:
         sig = inspect.signature(target)
@@ -239,8 +220,6 @@ def check_protocol_method(
 def check_node_module(node: Node) -> None:
     """What `Flow.build` checks on a node with a module: its references, its arity and
     its ``reset(batch_size, device)`` (and those of a construct's inner modules)."""
-    from flowdl._control.base import ControlNode
-
     check_ref_names(node)
     check_arity(node)
     check_protocol_method(node, "reset", (1, torch.device("cpu")), "(batch_size, device)")
@@ -262,3 +241,66 @@ def check_state_consumer(read: Node, consumer: Node) -> None:
     check_protocol_method(
         consumer, "initial_state", (read.state_tag, torch.zeros(1)), "(ref_name, stream)"
     )
+
+
+def check_node(node: Node, record: FlowRecord) -> None:
+    """Everything `build()` and the construct's call check on `node`'s module, on the
+    module it holds now (after a replacement).
+
+    Raises:
+        BuildError: the module cannot work in this node.
+    """
+    check_node_module(node)
+    construct = node.module
+    if isinstance(construct, ControlNode):
+        for role, fn in construct.inner()[1:]:  # the receiver is checked with its references
+            check_stream_only(fn, f"the {role} of {node.id} ({describe_module(fn)})", node.call)
+        if isinstance(construct, Gate):
+            check_choices(node.call, construct.router, "router", len(construct.experts), "expert")
+        elif isinstance(construct, Switch):
+            n = len(construct.branches)
+            check_choices(node.call, construct.selector, "selector", n, "branch")
+            check_fixed_selector(node.call, construct.selector, n)
+    for read in record.nodes:
+        if read.kind is NodeKind.STATE_READ and read.consumer == node.index:
+            check_state_consumer(read, node)
+
+
+def check_stream_only(fn: Any, who: str, call: BuilderCall) -> None:
+    """An inner callable fed the stream alone must accept a single input."""
+    check_accepts(
+        fn,
+        1,
+        "the stream",
+        who=who,
+        call=str(call),
+        fix="give it a forward(x) taking the stream alone (references go to the "
+        "loop body, router, selector or map body)",
+    )
+
+
+def check_choices(call: BuilderCall, fn: Any, role: str, n: int, what: str) -> None:
+    """A built-in router or selector must choose among exactly `n` alternatives."""
+    n_choices = getattr(fn, "n_choices", None)
+    if isinstance(n_choices, int) and n_choices != n:
+        suffix = "s" if what == "expert" else "es"
+        raise BuildError(
+            f"the {role} chooses among {plural(n_choices, what, suffix)}, but "
+            f"{call.name} is given {n}",
+            call=str(call),
+            expected=f"a {role} for {plural(n, what, suffix)}",
+            received=f"{describe_module(fn)} with n={n_choices}",
+            fix=f"build the {role} with n={n}, or pass {n_choices} {what}{suffix}",
+        )
+
+
+def check_fixed_selector(call: BuilderCall, fn: Any, n: int) -> None:
+    """`fl.FixedSelector(i)` must select one of the `n` branches."""
+    if isinstance(fn, FixedSelector) and fn.index >= n:
+        raise BuildError(
+            f"fl.FixedSelector({fn.index}) selects a branch that does not exist",
+            call=str(call),
+            expected=f"an index in [0, {n}) ({plural(n, 'branch', 'es')})",
+            received=f"index {fn.index}",
+            fix=f"select one of the {n} branches, or add the missing branch",
+        )

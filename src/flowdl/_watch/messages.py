@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowdl._describe import describe_module
-from flowdl._errors import BuildError, _render
-
-if TYPE_CHECKING:
-    from flowdl._replace.watch import Replaceable
+from flowdl._errors import BuildError, render_message
 
 __all__ = ["not_a_module", "replacement_error"]
 
@@ -21,7 +18,7 @@ def not_a_module(where: str, before: Any, after: Any) -> TypeError:
         else (f"{type(after).__name__} {describe_module(after)}")
     )
     return TypeError(
-        _render(
+        render_message(
             f"{where} holds {describe_module(before)}, which the graph runs; it can be "
             "replaced only by another nn.Module",
             [
@@ -38,14 +35,15 @@ def not_a_module(where: str, before: Any, after: Any) -> TypeError:
     )
 
 
-def replacement_error(
-    owner: Replaceable, name: str, before: Any, after: Any, error: BuildError
-) -> BuildError:
-    """`error` (from a check of the new module) told as the replacement that caused it."""
+def replacement_error(child: str, before: Any, after: Any, error: BuildError) -> BuildError:
+    """`error` (from a check of the new module) told as the replacement that caused it.
+
+    Args:
+        child: how the replaced child is named (``'body' of Loop(...)``).
+    """
     old = describe_module(before) if before is not None else "nothing"
     return BuildError(
-        f"cannot replace {owner._describe_child(name)} ({old}) with {describe_module(after)}: "
-        f"{error.problem}",
+        f"cannot replace {child} ({old}) with {describe_module(after)}: {error.problem}",
         call=error.call,
         expected=error.expected,
         received=error.received,

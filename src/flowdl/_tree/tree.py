@@ -1,35 +1,40 @@
-"""`TreeMixin`: the graph methods that follow dotted paths (``"encoder.scan"``).
+"""The tree, a feature of `fl.Graph`: the methods that follow dotted paths (``"encoder.scan"``).
 
 A path (see `flowdl._tree.paths`) names a nested labelled graph, a tag (the module
 of the node it names: for a residual ``.also(m)``, the module ``m``), or a tag group
 (every member). Nothing here runs during a forward.
 """
 
-# Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
-# mypy: disable-error-code="misc"
-
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, TypeVar, cast
 
 from torch import Tensor, nn
 
-from flowdl._builder.ir import NodeKind
-from flowdl._tree.children import children
+from flowdl._checkpoint.load import load_into
+from flowdl._checkpoint.report import LoadReport
+from flowdl._executor.core import GraphCore
+from flowdl._ir.nodes import NodeKind
+from flowdl._tree.children import TREE_CACHE, children
 from flowdl._tree.paths import PathError, PathKind, Target, describe_level, resolve
 
-if TYPE_CHECKING:
-    from flowdl._checkpoint.report import LoadReport
-    from flowdl._executor.graph import Graph
+__all__ = ["Tree"]
 
-__all__ = ["TreeMixin"]
+T = TypeVar("T", bound="Tree")
+"""A graph with the tree feature: the graphs nested in one are of its class (`fl.Graph`)."""
 
 
-class TreeMixin:
-    """Paths, nested graphs, parameters by path, freezing and training modes."""
+class Tree(GraphCore):
+    """Paths, nested graphs, parameters by path, freezing and training modes.
 
-    def validate_path(self: Graph, path: str) -> PathKind:
+    A feature of `fl.Graph`. The labelled graphs nested in a graph are found once
+    per plan and cached (`flowdl._tree.children.nested_labelled`).
+    """
+
+    _transient: ClassVar[tuple[str, ...]] = (TREE_CACHE,)
+
+    def validate_path(self, path: str) -> PathKind:
         """What `path` names in the graph tree.
 
         Args:
@@ -65,7 +70,7 @@ class TreeMixin:
         """
         return resolve(self, path, "g.validate_path()").kind
 
-    def subgraph(self: Graph, path: str) -> Graph:
+    def subgraph(self: T, path: str) -> T:
         """The labelled graph at `path` (the very object nested in this graph).
 
         Raises:
@@ -78,9 +83,9 @@ class TreeMixin:
             >>> g.subgraph("encoder") is encoder
             True
         """
-        return _subgraph_at(self, path, "g.subgraph()")
+        return cast(T, _subgraph_at(self, path, "g.subgraph()"))
 
-    def subgraphs(self: Graph) -> dict[str, Graph]:
+    def subgraphs(self: T) -> dict[str, T]:
         """The labelled graphs nested directly in this graph, by label, in order.
 
         Found among the node modules, inside loops, gates, switches and maps, and
@@ -94,10 +99,10 @@ class TreeMixin:
             >>> list(g.subgraphs())
             ['a', 'b']
         """
-        return children(self)
+        return cast(dict[str, T], children(self))
 
     def load_subgraph_checkpoint(
-        self: Graph, path_in_tree: str, file: str | os.PathLike[str], strict: bool = True
+        self, path_in_tree: str, file: str | os.PathLike[str], strict: bool = True
     ) -> LoadReport:
         """Load a checkpoint of a nested graph into that graph; the rest is left alone.
 
@@ -143,14 +148,12 @@ class TreeMixin:
             >>> torch.equal(g.subgraph("encoder").Linear_0.weight, pretrained.Linear_0.weight)
             True
         """
-        from flowdl._checkpoint.load import load_into
-
         child = _subgraph_at(self, path_in_tree, "g.load_subgraph_checkpoint()")
         return load_into(file, child, None, None, strict, f"the nested graph at {path_in_tree!r}")
 
     # ------------------------------------------------------------ parameters
 
-    def named_parameters_at(self: Graph, path: str) -> list[tuple[str, nn.Parameter]]:
+    def named_parameters_at(self, path: str) -> list[tuple[str, nn.Parameter]]:
         """``(name, parameter)`` under `path`, named in the target's own namespace.
 
         For a nested graph, the names its own ``named_parameters()`` gives (so a
@@ -170,9 +173,10 @@ class TreeMixin:
             >>> [name for name, _ in g.named_parameters_at("head")]
             ['weight', 'bias']
         """
-        return _named_tensors(self, path, "g.named_parameters_at()", buffers=False)  # type: ignore[return-value]
+        named = _named_tensors(self, path, "g.named_parameters_at()", buffers=False)
+        return cast(list[tuple[str, nn.Parameter]], named)
 
-    def parameters_at(self: Graph, path: str) -> list[nn.Parameter]:
+    def parameters_at(self, path: str) -> list[nn.Parameter]:
         """The parameters under `path` (see `named_parameters_at`), each once, in order.
 
         Raises:
@@ -185,9 +189,9 @@ class TreeMixin:
             [(2, 3), (2,)]
         """
         named = _named_tensors(self, path, "g.parameters_at()", buffers=False)
-        return [p for _, p in named]
+        return [cast(nn.Parameter, p) for _, p in named]
 
-    def named_buffers_at(self: Graph, path: str) -> list[tuple[str, Tensor]]:
+    def named_buffers_at(self, path: str) -> list[tuple[str, Tensor]]:
         """``(name, buffer)`` under `path` (running statistics...), named as
         `named_parameters_at` names parameters.
 
@@ -204,7 +208,7 @@ class TreeMixin:
 
     # --------------------------------------------------------------- freezing
 
-    def freeze(self: Graph, *paths: str) -> None:
+    def freeze(self, *paths: str) -> None:
         """Stop training the parameters under `paths`: ``requires_grad = False``.
 
         Their gradients are cleared too, so an optimizer holding them skips them:
@@ -231,7 +235,7 @@ class TreeMixin:
             parameter.requires_grad_(False)
             parameter.grad = None
 
-    def thaw(self: Graph, *paths: str) -> None:
+    def thaw(self, *paths: str) -> None:
         """Train the parameters under `paths` again: ``requires_grad = True``.
 
         Raises:
@@ -242,7 +246,7 @@ class TreeMixin:
         for parameter in _parameters_of(self, paths, "g.thaw()"):
             parameter.requires_grad_(True)
 
-    def is_frozen(self: Graph, path: str) -> bool:
+    def is_frozen(self, path: str) -> bool:
         """Whether every parameter under `path` is frozen (``requires_grad`` is False).
 
         Raises:
@@ -251,7 +255,7 @@ class TreeMixin:
         """
         return not any(p.requires_grad for p in _parameters_of(self, (path,), "g.is_frozen()"))
 
-    def set_training_at(self: Graph, path: str, mode: bool = True) -> None:
+    def set_training_at(self, path: str, mode: bool = True) -> None:
         """``train(mode)`` on the modules under `path` only (``eval()`` for ``mode=False``).
 
         For a frozen part whose batch norms should keep their statistics, say. A
@@ -282,7 +286,7 @@ class TreeMixin:
             module.train(bool(mode))
 
 
-def _subgraph_at(graph: Graph, path: str, call: str) -> Graph:
+def _subgraph_at(graph: GraphCore, path: str, call: str) -> GraphCore:
     """The labelled graph at `path`.
 
     Raises:
@@ -300,7 +304,7 @@ def _subgraph_at(graph: Graph, path: str, call: str) -> Graph:
     return target.subgraph
 
 
-def _module_of_tag(graph: Graph, tag: str) -> Any:
+def _module_of_tag(graph: GraphCore, tag: str) -> Any:
     """The module of the node `tag` names; for a residual sum, the added module."""
     record = graph._record
     node = record.nodes[record.tags[tag]]
@@ -327,7 +331,9 @@ def _modules_at(target: Target, path: str, call: str) -> list[tuple[str, Any]]:
     return [(f"{m}.", _module_of_tag(target.graph, m)) for m in members]
 
 
-def _named_tensors(graph: Graph, path: str, call: str, buffers: bool) -> list[tuple[str, Tensor]]:
+def _named_tensors(
+    graph: GraphCore, path: str, call: str, buffers: bool
+) -> list[tuple[str, Tensor]]:
     target = resolve(graph, path, call)
     seen: set[int] = set()
     out: list[tuple[str, Tensor]] = []
@@ -342,7 +348,7 @@ def _named_tensors(graph: Graph, path: str, call: str, buffers: bool) -> list[tu
     return out
 
 
-def _parameters_of(graph: Graph, paths: tuple[str, ...], call: str) -> list[nn.Parameter]:
+def _parameters_of(graph: GraphCore, paths: tuple[str, ...], call: str) -> list[nn.Parameter]:
     if not paths:
         raise TypeError(f"{call} needs at least one path, e.g. {call[:-1]}'encoder')")
     seen: set[int] = set()
@@ -357,5 +363,5 @@ def _parameters_of(graph: Graph, paths: tuple[str, ...], call: str) -> list[nn.P
         for _, parameter in found:
             if id(parameter) not in seen:
                 seen.add(id(parameter))
-                out.append(parameter)  # type: ignore[arg-type]
+                out.append(cast(nn.Parameter, parameter))
     return out

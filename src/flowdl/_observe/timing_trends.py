@@ -14,45 +14,39 @@ nodes are timed only when profiling is on for it (``g.subgraph("encoder")
 .enable_profiling()``); otherwise it is one node of its parent.
 """
 
-# Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
-# mypy: disable-error-code="misc"
-
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from flowdl._errors import _render
+from flowdl._errors import render_message
+from flowdl._executor.core import GraphCore
+from flowdl._files import write_text_atomic
 from flowdl._observe.export import csv_text
-from flowdl._observe.state import ObservationState
-from flowdl._observe.store import MetricStore, select_series
-from flowdl._observe.tree import flush_stores, tree_groups, tree_histories, visible
+from flowdl._observe.state import observation_state, timings_of
+from flowdl._observe.store import select_series
+from flowdl._observe.tree_metrics import flush_stores, tree_groups, tree_histories, visible
 from flowdl._observe.trend import Trend, TrendGroup
+from flowdl._profile.profile import Profile
+from flowdl._profile.profiling import Profiling, is_profiling, profile_of
 from flowdl._tree.children import walk
 from flowdl._tree.paths import PathError, PathKind, Target, describe_level, resolve
 from flowdl._web.curves import write_curves_page
-from flowdl._web.files import write_text_atomic
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
-    from flowdl._profile.profile import Profile
 
 __all__ = ["TimingTrends"]
 
 _NO_DATA_HINT = "call g.collect_timings() after profiled forwards and g.flush_timings() first"
 
 
-def timings_of(graph: Graph) -> MetricStore | None:
-    """The store of `graph`'s node timings, if it has one."""
-    return graph._existing_timing_store()
+class TimingTrends(Profiling):
+    """`collect_timings`, `flush_timings`, `timing_trend(s)`, `reset_timing_trend`, exports.
 
+    A feature of `fl.Graph`, built on profiling; the timing buffers and histories
+    live in the observation state of each graph, beside (never mixed with) its values.
+    """
 
-class TimingTrends(ObservationState):
-    """`collect_timings`, `flush_timings`, `timing_trend(s)`, `reset_timing_trend`, exports."""
-
-    def collect_timings(self: Graph, *tags: str) -> None:
+    def collect_timings(self, *tags: str) -> None:
         """Buffer, for this epoch, how long tagged nodes took in the last profiled forward.
 
         Without tags: every tagged node of the last profile of this graph and of
@@ -82,16 +76,16 @@ class TimingTrends(ObservationState):
             >>> list(means), means["hidden"] > 0
             (['hidden'], True)
         """
-        found: dict[int, tuple[Graph, Profile, set[str] | None]] = {}
+        found: dict[int, tuple[GraphCore, Profile, set[str] | None]] = {}
         if not tags:
             for _, node in walk(self):
-                profile = node.profile()
+                profile = profile_of(node)
                 if profile is not None:
                     found[id(node)] = (node, profile, None)
             if not found:
                 raise _no_profile(self, self, "", "g.collect_timings()")
         for name, owner, local in _timing_targets(self, tags, "g.collect_timings()"):
-            profile = owner.profile()
+            profile = profile_of(owner)
             if profile is None:
                 raise _no_profile(self, owner, name, "g.collect_timings()")
             wanted = found.setdefault(id(owner), (owner, profile, set()))[2]
@@ -100,7 +94,7 @@ class TimingTrends(ObservationState):
         for owner, profile, wanted in found.values():  # every check passed: all or nothing
             _take_timings(owner, profile, wanted)
 
-    def flush_timings(self: Graph, *tags: str, all_ranks: bool = True) -> dict[str, float]:
+    def flush_timings(self, *tags: str, all_ranks: bool = True) -> dict[str, float]:
         """End the epoch for timings: each buffered mean duration becomes a history point.
 
         Without tags, flushes every timing buffered in this graph's tree; with
@@ -136,7 +130,7 @@ class TimingTrends(ObservationState):
         means = flush_stores(walk(self), chosen, all_ranks, "g.flush_timings()", timings_of)
         return {name: mean for name, mean in means.items() if visible(name)}
 
-    def timing_trend(self: Graph, tag: str) -> Trend:
+    def timing_trend(self, tag: str) -> Trend:
         """The history of a node's mean duration in seconds, one value per `flush_timings`.
 
         Args:
@@ -169,7 +163,7 @@ class TimingTrends(ObservationState):
         store = timings_of(target.graph)
         return Trend(store.history(local) if store is not None else ())
 
-    def timing_trends(self: Graph, *tags: str) -> TrendGroup:
+    def timing_trends(self, *tags: str) -> TrendGroup:
         """Several timing trends at once; a tag group stands for its members.
 
         Without tags: every timing history of the tree, sorted by name.
@@ -195,7 +189,7 @@ class TimingTrends(ObservationState):
             trends[name] = Trend(store.history(local) if store is not None else ())
         return TrendGroup(trends)
 
-    def reset_timing_trend(self: Graph, *tags: str) -> None:
+    def reset_timing_trend(self, *tags: str) -> None:
         """Forget timing histories: of `tags` (tags, groups, paths), or of the whole tree.
 
         Timing buffers are kept, and value histories are not touched (`reset_trend`).
@@ -224,9 +218,7 @@ class TimingTrends(ObservationState):
 
     # ------------------------------------------------------------- exports
 
-    def _timing_series(
-        self: Graph, names: Sequence[str], what: str
-    ) -> list[tuple[str, list[float]]]:
+    def _timing_series(self, names: Sequence[str], what: str) -> list[tuple[str, list[float]]]:
         """The timing series of `names` (default: all, sorted) for plots and exports."""
         return select_series(
             tree_histories(self, timings_of),
@@ -237,7 +229,7 @@ class TimingTrends(ObservationState):
             hint=_NO_DATA_HINT,
         )
 
-    def export_timing_trends(self: Graph, path: str | os.PathLike[str], *tags: str) -> Path:
+    def export_timing_trends(self, path: str | os.PathLike[str], *tags: str) -> Path:
         """Write timing histories as CSV, in seconds, as `export_trends` writes values.
 
         ``epoch,<name>,...``, one row per epoch (1-based), values ``%.8g``; names as
@@ -262,7 +254,7 @@ class TimingTrends(ObservationState):
         """
         return write_text_atomic(path, csv_text(self._timing_series(tags, "export")))
 
-    def plot_timings_html(self: Graph, path: str | os.PathLike[str], *tags: str) -> Path:
+    def plot_timings_html(self, path: str | os.PathLike[str], *tags: str) -> Path:
         """Write the "Timing Trends" page: each node's mean seconds per epoch, offline.
 
         The page of `plot_html`, drawn from the timing histories (`flush_timings`);
@@ -287,14 +279,16 @@ class TimingTrends(ObservationState):
         return write_curves_page(path, series, "Timing Trends", y_title="seconds")
 
 
-def _timing_targets(graph: Graph, names: Sequence[str], call: str) -> list[tuple[str, Graph, str]]:
+def _timing_targets(
+    graph: GraphCore, names: Sequence[str], call: str
+) -> list[tuple[str, GraphCore, str]]:
     """``(dotted name, owning graph, tag)`` for each name, tag groups expanded.
 
     Raises:
         PathError: a name names nothing, or a nested graph or a metric (timings
             belong to tagged nodes).
     """
-    out: list[tuple[str, Graph, str]] = []
+    out: list[tuple[str, GraphCore, str]] = []
     for name in names:
         target = resolve(graph, name, call, prefer_names=True)
         out.extend((target.prefix + m, target.graph, m) for m in _tags_of(target, name, call))
@@ -320,9 +314,9 @@ def _tags_of(target: Target, name: str, call: str) -> tuple[str, ...]:
     )
 
 
-def _take_timings(graph: Graph, profile: Profile, wanted: set[str] | None) -> None:
+def _take_timings(graph: GraphCore, profile: Profile, wanted: set[str] | None) -> None:
     """Buffer the durations of `profile`'s tagged nodes not yet taken from it."""
-    observation = graph._observation_state()
+    observation = observation_state(graph)
     if observation.timed_profile is not profile:
         observation.timed_profile = profile
         observation.timed_tags = set()
@@ -334,21 +328,21 @@ def _take_timings(graph: Graph, profile: Profile, wanted: set[str] | None) -> No
                 taken.add(tag)
 
 
-def _no_profile(root: Graph, owner: Graph, name: str, call: str) -> RuntimeError:
+def _no_profile(root: GraphCore, owner: GraphCore, name: str, call: str) -> RuntimeError:
     """The error for collecting timings from a graph without a profile."""
     where = owner.short_description()
     if not name:
         where += " or of a graph nested in it"
     state = (
         "profiling is on, but no forward has run since it was enabled"
-        if owner.profiling
+        if is_profiling(owner)
         else "profiling is off"
     )
     path = name.rpartition(".")[0]
     enable = "g.enable_profiling()" if owner is root else f"g.subgraph({path!r}).enable_profiling()"
     subject = f" for {name!r}" if name else ""
     return RuntimeError(
-        _render(
+        render_message(
             f"{call}: no profile to collect timings from{subject}",
             [
                 ("expected", f"a profiled forward of {where}"),

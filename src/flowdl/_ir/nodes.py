@@ -61,6 +61,18 @@ class BuilderCall:
         return f"{self.text} (builder call #{self.index})"
 
 
+class ChainSource:
+    """Something that stands for a chain of builder calls: an unbuilt `fl.Flow` given
+    as a module, or what replaces it in a graph's calls once its modules change.
+
+    ``repr(graph)`` renders such an argument as its chain (`_chain_calls`).
+    """
+
+    def _chain_calls(self) -> list[BuilderCall]:
+        """The builder calls of the chain, in order."""
+        raise NotImplementedError
+
+
 def _describe_arg(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)

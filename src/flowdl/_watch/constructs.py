@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 from torch import nn
 
 from flowdl._describe import describe_module
-from flowdl._errors import _render
-from flowdl._replace.messages import not_a_module
-from flowdl._replace.watch import Replaceable, live_owners
+from flowdl._errors import render_message
+from flowdl._watch.messages import not_a_module
+from flowdl._watch.watch import Replaceable, live_owners
 
 __all__ = ["ConstructReplacement", "EntriesReplacement"]
 
@@ -38,7 +38,7 @@ class ConstructReplacement(Replaceable):
             if not isinstance(after, type(before)) or len(after) != len(before):
                 at = f"{self._holder()[0]}.{name}"
                 raise TypeError(
-                    _render(
+                    render_message(
                         f"the {name} of {self._describe_holder()} cannot be replaced as a whole",
                         [
                             ("expected", f"the same {len(before)} {name}, replaced one by one"),

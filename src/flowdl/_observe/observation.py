@@ -1,42 +1,49 @@
-"""`ObservationMixin`: the graph methods that turn tagged values into training decisions.
+"""Observation, a feature of `fl.Graph`: turning tagged values into training decisions.
 
 ``collect`` and ``record`` buffer one number per call and tag; ``flush`` ends the
-epoch, turning each buffer into one history point; ``trend`` answers questions
-about a history (`flowdl._observe.queries`); the wall clock and the exports are in
-`flowdl._observe.progress`. Nothing runs during a forward: a graph nobody observes
-pays for its tags one reference each, as before, and one attribute check per
-forward starts the wall clock at the first call.
+epoch, turning each buffer into one history point; the trends feature
+(`flowdl._observe.trends`) answers questions about a history; the wall clock and
+the exports are in `flowdl._observe.progress`. Nothing runs during a forward: a
+graph nobody observes pays for its tags one reference each, and the core's one
+attribute check per forward notes the time of the first call.
 """
-
-# Methods take `self: Graph` (the class they are mixed into); mypy calls that "misc".
-# mypy: disable-error-code="misc"
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
+from flowdl._executor.core import GraphCore
 from flowdl._observe.lookup import children_labels, expand_tags, not_a_tag, show_value
 from flowdl._observe.progress import Progress
-from flowdl._observe.queries import TrendQueries
 from flowdl._observe.reduce import Reduction, check_reduction, reduce_tagged, scalar_of
-from flowdl._observe.state import FlushHook, LogHook, Observation
-from flowdl._observe.timings import TimingTrends
-from flowdl._observe.tree import flush_tree
+from flowdl._observe.state import (
+    OBSERVATION,
+    FlushHook,
+    LogHook,
+    begin_clock,
+    observation_of,
+    observation_state,
+    values_of,
+)
+from flowdl._observe.tree_metrics import flush_tree
 from flowdl._tree.paths import PathKind, check_local_name, resolve
 
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
-
-__all__ = ["ObservationMixin"]
+__all__ = ["Observation", "collect_tags", "record_into"]
 
 
-class ObservationMixin(TrendQueries, Progress, TimingTrends):
-    """Collecting, recording, logging and flushing; trends, progress and timings from the bases."""
+class Observation(Progress):
+    """Collecting, recording, logging and flushing; the clock and exports from `Progress`.
 
-    def collect(self: Graph, *tags: str, reduce: Reduction = "mean") -> None:
+    The observation state of a graph (stores, clock, hooks) is created on first use
+    and is not part of the model: copies and pickles start without it.
+    """
+
+    _transient: ClassVar[tuple[str, ...]] = (OBSERVATION,)
+
+    def collect(self, *tags: str, reduce: Reduction = "mean") -> None:
         """Buffer the current value of each tag for this epoch, reduced to one number.
 
         A tensor is reduced over all its elements by `reduce` on its own device,
@@ -67,22 +74,9 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
         if not tags:
             raise TypeError("g.collect() needs at least one tag, e.g. g.collect('loss')")
         check_reduction(reduce, "g.collect()")
-        self._collect_tags(expand_tags(self, tags, "g.collect()", "g.collect_at"), reduce, "")
+        collect_tags(self, expand_tags(self, tags, "g.collect()", "g.collect_at"), reduce, "")
 
-    def _collect_tags(self: Graph, tags: list[str], reduce: Reduction, path: str) -> None:
-        """Reduce every tag's value first, then buffer them: all or nothing."""
-        reduced = []
-        for tag in tags:
-            value = self.tagged(tag)
-            if value is not None:
-                where = f"g.collect_at({path!r})" if path else f"g.collect({tag!r})"
-                reduced.append((tag, reduce_tagged(value, reduce, where)))
-        if reduced:
-            store = self._begin_clock().store
-            for tag, buffered in reduced:
-                store.add(tag, buffered)
-
-    def collect_at(self: Graph, *paths: str, reduce: Reduction = "mean") -> None:
+    def collect_at(self, *paths: str, reduce: Reduction = "mean") -> None:
         """`collect` for tags anywhere in the tree: ``g.collect_at("encoder.hidden")``.
 
         The values are buffered in the graph that holds the tag.
@@ -107,7 +101,7 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
             target = resolve(self, path, "g.collect_at()", prefer_names=True)
             if not target.members:
                 raise not_a_tag(target, path, "g.collect_at()")
-            target.graph._collect_tags(list(target.members), reduce, path)
+            collect_tags(target.graph, list(target.members), reduce, path)
 
     def collected(self, tag: str) -> list[float]:
         """The values buffered for `tag` this epoch, as floats (reads the device).
@@ -118,10 +112,10 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
             >>> g.record("loss", 0.5, 0.25); g.collected("loss")
             [0.5, 0.25]
         """
-        store = self._existing_store()
+        store = values_of(self)
         return store.buffered(tag) if store is not None else []
 
-    def record(self: Graph, tag: str, *values: float | Tensor) -> None:
+    def record(self, tag: str, *values: float | Tensor) -> None:
         """Buffer numbers computed outside the graph (a loss, an accuracy) for this epoch.
 
         They join the same pipeline as collected tags: `flush` averages them, and
@@ -148,26 +142,9 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
             ['loss', 'lr']
         """
         check_local_name(tag, "g.record()", "g.record_at")
-        self._record_into(tag, values, f"g.record({tag!r})")
+        record_into(self, tag, values, f"g.record({tag!r})")
 
-    def _record_into(self: Graph, tag: str, values: tuple[Any, ...], where: str) -> None:
-        if not values:
-            raise TypeError(f"{where} needs at least one value, e.g. g.record('loss', 0.5)")
-        if tag in self._record.groups:
-            raise ValueError(
-                f"{where}: {tag!r} is a tag group of this graph; record under another name"
-            )
-        if tag not in self._record.tags and tag in children_labels(self):
-            raise ValueError(
-                f"{where}: {tag!r} is the label of a graph nested in this one; record "
-                "under another name"
-            )
-        buffered = [scalar_of(v, where) for v in values]
-        store = self._begin_clock().store
-        for value in buffered:
-            store.add(tag, value)
-
-    def record_at(self: Graph, path: str, *values: float | Tensor) -> None:
+    def record_at(self, path: str, *values: float | Tensor) -> None:
         """`record` into a graph of the tree: ``g.record_at("encoder.aux_loss", aux)``.
 
         Raises:
@@ -186,11 +163,11 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
         target = resolve(self, path, "g.record_at()", new_name=True, prefer_names=True)
         if target.kind is PathKind.SUBGRAPH or target.kind is PathKind.TAG_GROUP:
             raise not_a_tag(target, path, "g.record_at()")
-        target.graph._record_into(target.name, values, f"g.record_at({path!r})")
+        record_into(target.graph, target.name, values, f"g.record_at({path!r})")
 
     # --------------------------------------------------------------- logging
 
-    def log(self: Graph, *tags: str) -> None:
+    def log(self, *tags: str) -> None:
         """Show the current value of tags (default: all with a value): print, or the hook.
 
         Without a hook (`on_log`), prints one line to stderr, ``tag: value`` joined
@@ -213,7 +190,7 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
         values = {tag: v for tag, v in values.items() if v is not None}
         if not values:
             return
-        observation: Observation | None = self.__dict__.get("_observation")
+        observation = observation_of(self)
         hook = observation.log_hook if observation is not None else None
         if hook is not None:
             hook(values)
@@ -223,7 +200,7 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
 
     def on_log(self, hook: LogHook | None) -> None:
         """Send `log` to ``hook({tag: value})`` instead of stderr; ``None`` restores printing."""
-        self._observation_state().log_hook = hook
+        observation_state(self).log_hook = hook
 
     def on_flush(self, hook: FlushHook | None) -> None:
         """Call ``hook({name: mean})`` after each `flush` that produced data here.
@@ -238,9 +215,9 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
             >>> g.record("loss", 2.0, 4.0); _ = g.flush()
             epoch done: {'loss': 3.0}
         """
-        self._observation_state().flush_hook = hook
+        observation_state(self).flush_hook = hook
 
-    def tagged_at(self: Graph, path: str) -> Any:
+    def tagged_at(self, path: str) -> Any:
         """`tagged` anywhere in the tree: the value of ``"encoder.hidden"`` in the last call.
 
         ``None`` when that graph has not run yet.
@@ -265,7 +242,7 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
 
     # ----------------------------------------------------------------- flush
 
-    def flush(self: Graph, *names: str, all_ranks: bool = True) -> dict[str, float]:
+    def flush(self, *names: str, all_ranks: bool = True) -> dict[str, float]:
         """End the epoch: each buffered mean becomes one point of its history.
 
         Without names, flushes everything buffered in this graph and in every
@@ -304,3 +281,36 @@ class ObservationMixin(TrendQueries, Progress, TimingTrends):
             ({'loss': 1.5}, (4.0, 1.5), 2)
         """
         return flush_tree(self, names, all_ranks)
+
+
+def collect_tags(graph: GraphCore, tags: list[str], reduce: Reduction, path: str) -> None:
+    """Reduce every tag's value first, then buffer them in `graph`: all or nothing."""
+    reduced = []
+    for tag in tags:
+        value = graph.tagged(tag)
+        if value is not None:
+            where = f"g.collect_at({path!r})" if path else f"g.collect({tag!r})"
+            reduced.append((tag, reduce_tagged(value, reduce, where)))
+    if reduced:
+        store = begin_clock(graph).store
+        for tag, buffered in reduced:
+            store.add(tag, buffered)
+
+
+def record_into(graph: GraphCore, tag: str, values: tuple[Any, ...], where: str) -> None:
+    """Buffer `values` under `tag` in `graph`, after checking the name and the values."""
+    if not values:
+        raise TypeError(f"{where} needs at least one value, e.g. g.record('loss', 0.5)")
+    if tag in graph._record.groups:
+        raise ValueError(
+            f"{where}: {tag!r} is a tag group of this graph; record under another name"
+        )
+    if tag not in graph._record.tags and tag in children_labels(graph):
+        raise ValueError(
+            f"{where}: {tag!r} is the label of a graph nested in this one; record "
+            "under another name"
+        )
+    buffered = [scalar_of(v, where) for v in values]
+    store = begin_clock(graph).store
+    for value in buffered:
+        store.add(tag, value)

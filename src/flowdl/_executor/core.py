@@ -1,64 +1,81 @@
-"""`fl.Graph`: a built flow. An `nn.Module` whose forward loops over a precomputed plan."""
+"""`GraphCore`: a built flow as an `nn.Module` whose forward runs a precomputed plan.
+
+The core is what every graph is: construction from the builder's record, the plan,
+the forward pass, forward-reference state, the values of tags, loop traces and
+iteration counts, fast mode, and ``repr``. Everything else a graph can do
+(observation, trends, drawing, profiling, the tree, replacing submodules) is a
+feature class built on this one; `fl.Graph` (``flowdl._graph``) puts them together.
+
+What the core offers its features:
+
+- ``_record`` and ``_plan``, read-only (only the replacement feature changes the
+  record's nodes, and it recompiles the plan with `_recompile`);
+- ``_first_call``: when the graph first ran (the observation clock starts there);
+- `_instrument_with`: run the plan through an `Instrument` instead of the plain
+  loop (profiling);
+- ``_transient``: a feature declares the attributes that copies and pickles leave
+  behind, and `__getstate__` drops them without knowing the feature.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, NoReturn, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from flowdl._builder.ir import NodeKind
-from flowdl._builder.record import FlowRecord
 from flowdl._context import Context, _current
 from flowdl._control.loop import Loop
-from flowdl._describe import describe_value, plural
-from flowdl._draw.graph_methods import DrawingMixin
-from flowdl._errors import Cancelled, ControlFlowError, GraphError
-from flowdl._executor.fast import FastItem, Segment, run_steps, split_plan
-from flowdl._executor.plan import Plan, compile_plan
+from flowdl._describe import plural
+from flowdl._errors import Cancelled
+from flowdl._executor.failures import input_count_error, node_error, reset_error
+from flowdl._executor.fast import FastItem, split_plan
+from flowdl._executor.plan import Plan, plan_of
+from flowdl._executor.planner import compile_plan
 from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
-from flowdl._observe.graph_methods import ObservationMixin
-from flowdl._observe.state import OBSERVATION_ATTRIBUTES
-from flowdl._profile.graph_methods import PROFILING_ATTRIBUTES, ProfilingMixin
-from flowdl._replace.graph_methods import GraphReplacementMixin, nested_cells
-from flowdl._tree.children import TREE_ATTRIBUTES
-from flowdl._tree.graph_methods import TreeMixin
+from flowdl._executor.steps import run_plan
+from flowdl._ir.record import FlowRecord
+
+__all__ = ["GraphCore", "Instrument", "nested_cells"]
 
 
-class Graph(
-    GraphReplacementMixin, DrawingMixin, ProfilingMixin, ObservationMixin, TreeMixin, nn.Module
-):
-    """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
+class Instrument(Protocol):
+    """Runs a graph's plan in place of the plain loop and measures it (profiling)."""
 
-    Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
-    chain (each registered once, under its node id such as ``Linear_0``), so
-    `parameters()`, `state_dict()`, `.to()`, `.train()` / `.eval()`, `copy.deepcopy`,
-    DDP and `torch.compile` behave as for any module. Replacing a submodule
-    (``add_module``, ``setattr``, ``nn.SyncBatchNorm.convert_sync_batchnorm``) also
-    replaces it in the plan, in loops, gates, switches and maps, at any depth.
+    def run(self, graph: GraphCore, vals: list[Any], ctx: Context | None) -> object:
+        """Run the plan on `vals` (as `flowdl._executor.steps.run_plan` does); return
+        what was measured."""
+        ...
 
-    Call it as ``g(x, *aux, ctx=None)``: ``x`` feeds the entry module, ``aux`` the
-    names given to `Flow.input`, in order; ``ctx`` (an `fl.Context`) bounds the
-    call in time and lets another thread cancel it.
+    def publish(self, graph: GraphCore, measured: object) -> None:
+        """After a successful call (state and tags written): keep what was measured."""
+        ...
 
-    Tags read before they are defined carry state from one call to the next. That
-    state is stored detached from autograd, so a plain training loop never
-    backpropagates into an earlier call; set ``g.backprop_state = True`` to keep the
-    history (truncated backpropagation through time) and call `detach_state()` where
-    the history should be cut.
 
-    Example:
-        >>> import torch, flowdl as fl
-        >>> from torch import nn
-        >>> g = fl.Flow(nn.Linear(2, 4)).through(nn.ReLU()).tag("hidden").build()
-        >>> [name for name, _ in g.named_parameters()]
-        ['Linear_0.weight', 'Linear_0.bias']
-        >>> y = g(torch.randn(3, 2))
-        >>> g.tagged("hidden").shape
-        torch.Size([3, 4])
+class GraphCore(nn.Module):
+    """The executor's graph: construction, forward, the plan, state, tags, repr.
+
+    See `fl.Graph` for what a graph is to its users; this class is the part of it
+    that runs. Features subclass it; nothing below the features imports it (they
+    recognise a graph by its plan, `flowdl._executor.plan.plan_of`).
     """
+
+    _transient: ClassVar[tuple[str, ...]] = (
+        "_fast_options",
+        "_first_call",
+        "_instrument",
+    )
+    """Attributes copies and pickles leave behind; each feature class declares its own."""
+
+    _first_call: float | None = None
+    """`time.monotonic()` of the first eager forward."""
+    _instrument: Instrument | None = None
+    """What runs the plan instead of the plain loop (profiling), or ``None``."""
+    _fast_options: dict[str, Any] | None = None
+    """The keyword arguments of the last `compile` (fast mode), to compile again."""
 
     def __init__(self, record: FlowRecord) -> None:
         if not isinstance(record, FlowRecord):
@@ -68,7 +85,6 @@ class Graph(
         super().__init__()
         self._record = record
         self._plan: Plan = compile_plan(record)
-        self._steps = self._plan.steps
         self._tagged_values: list[Any] = []
         self._backprop_state = False
         self._fast: tuple[FastItem, ...] | None = None
@@ -91,7 +107,6 @@ class Graph(
             if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
                 self.register_parameter(self._free_name(f"{tag}_init"), init)
         self._nested_cells: tuple[StateCell, ...] = nested_cells(self)
-        self._start_watching()
 
     def _free_name(self, name: str) -> str:
         while hasattr(self, name):
@@ -117,11 +132,11 @@ class Graph(
             Cancelled: the context was cancelled.
             DeadlineExceeded: the context's deadline passed.
         """
-        if self._clock_start is None and not torch.compiler.is_compiling():
-            self._start_clock()  # observation's wall clock: one attribute check per call
+        if self._first_call is None and not torch.compiler.is_compiling():
+            self.__dict__["_first_call"] = time.monotonic()  # one attribute check per call
         plan = self._plan
         if len(inputs) != plan.n_inputs:
-            raise self._input_count_error(len(inputs))
+            raise input_count_error(plan, len(inputs))
         vals: list[Any] = [None] * plan.n_slots
         vals[: plan.n_inputs] = inputs
         if plan.resets:
@@ -135,12 +150,12 @@ class Graph(
             # Nested graphs inherit the context of the enclosing call. Under
             # torch.compile there is none to inherit (contexts are eager-only).
             ctx = _current.get()
-        profiler = self._profiler  # profiling picks its own loop, once per call
+        instrument = self._instrument
         try:
-            if profiler is None:
-                self._run(vals, ctx)
+            if instrument is None:
+                run_plan(self, vals, ctx)
             else:
-                measured = profiler.run(self, vals, ctx)
+                measured = instrument.run(self, vals, ctx)
         except BaseException:
             if saved is not None:  # a failed call leaves no trace in nested state either
                 for cell, value in zip(nested, saved, strict=True):
@@ -156,97 +171,25 @@ class Graph(
         if plan.tag_slots:
             # Straight into __dict__: nn.Module.__setattr__ costs microseconds per call.
             self.__dict__["_tagged_values"] = [vals[s] for s in plan.tag_slots]
-        if profiler is not None:
-            profiler.publish(self, measured)
+        if instrument is not None:
+            instrument.publish(self, measured)
         return vals[plan.out_slot]
 
-    def _run(self, vals: list[Any], ctx: Context | None) -> None:
-        if self._fast is not None:
-            self._run_fast(self._fast, vals, ctx)
-            return
-        i = -1
-        try:
-            if ctx is None:
-                # `i` outlives the loop: on an error it names the failing step.
-                for fn, a, b, rest, out, i in self._steps:  # noqa: B007
-                    if b < 0:
-                        vals[out] = fn(vals[a])
-                    elif rest is None:
-                        vals[out] = fn(vals[a], vals[b])
-                    else:
-                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
-            else:
-                check = ctx.check
-                for fn, a, b, rest, out, i in self._steps:  # noqa: B007
-                    check()
-                    if b < 0:
-                        vals[out] = fn(vals[a])
-                    elif rest is None:
-                        vals[out] = fn(vals[a], vals[b])
-                    else:
-                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
-        except Cancelled:
-            self._keep_partial_tags(vals, i)
-            raise
-        except Exception as error:
-            self._keep_partial_tags(vals, i)
-            raise self._node_error(i, vals, error) from error
+    def _step_failed(self, vals: list[Any], index: int, error: BaseException) -> NoReturn:
+        """The one failure path of the step loops: step `index` raised `error`.
 
-    def _run_fast(self, items: tuple[FastItem, ...], vals: list[Any], ctx: Context | None) -> None:
-        i = -1
-        try:
-            for item in items:
-                if ctx is not None:
-                    ctx.check()
-                if isinstance(item, Segment):
-                    i = item.first
-                    try:
-                        item(vals)
-                    except Exception as error:
-                        i, error = self._locate_failure(item, vals, error)
-                        raise _Located(error) from error
-                else:
-                    fn, a, b, rest, out, i = item
-                    if b < 0:
-                        vals[out] = fn(vals[a])
-                    elif rest is None:
-                        vals[out] = fn(vals[a], vals[b])
-                    else:
-                        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
-        except Cancelled:
-            self._keep_partial_tags(vals, i)
-            raise
-        except _CompiledSegmentError as failure:
-            raise failure.error from failure.__cause__
-        except _Located as located:
-            self._keep_partial_tags(vals, i)
-            raise self._node_error(i, vals, located.error) from located.error
-        except Exception as error:
-            self._keep_partial_tags(vals, i)
-            raise self._node_error(i, vals, error) from error
-
-    def _locate_failure(
-        self, segment: Segment, vals: list[Any], error: Exception
-    ) -> tuple[int, Exception]:
-        """Re-run a failed segment eagerly: the failing step and its eager exception."""
-        i = segment.first
-        try:
-            for step in segment.steps:
-                i = step[5]
-                run_steps((step,), vals)
-        except Exception as eager:
-            return i, eager
-        ids = ", ".join(self._plan.step_nodes[step[5]].id for step in segment.steps)
-        raise _CompiledSegmentError(
-            GraphError(
-                f"the compiled segment of nodes {ids} failed, but the same nodes run eagerly: "
-                f"{type(error).__name__}: {_first_line(error)}",
-                expected="torch.compile to compile what runs eagerly",
-                received=f"{type(error).__name__} from torch.compile",
-                fix="call g.compile() with other options (e.g. backend='aot_eager'), or "
-                "rebuild the graph to run it eagerly",
-            )
-        ) from error
+        Tags computed before that step keep their new values; a cancellation (or
+        any `BaseException` that is not an `Exception`) passes through, anything
+        else becomes a `GraphError` naming the node.
+        """
+        plan = self._plan
+        self.__dict__["_tagged_values"] = [
+            vals[slot] if step < index else None
+            for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
+        ]
+        if isinstance(error, Exception) and not isinstance(error, Cancelled):
+            raise node_error(plan, self._record, index, vals, error) from error
+        raise error
 
     def _reset_modules(self, x: Any) -> None:
         if isinstance(x, Tensor):
@@ -258,35 +201,20 @@ class Graph(
             try:
                 reset(batch, device)
             except Exception as error:
-                raise GraphError(
-                    f"{node.id}.reset(batch_size={batch}, device={device}) raised "
-                    f"{type(error).__name__}: {_first_line(error)}",
-                    node_id=node.id,
-                    tags=tuple(node.tags),
-                    call=str(node.call),
-                    fix="reset(batch_size, device) runs before every forward of the graph "
-                    "(the Resettable protocol); make it accept this batch size and device",
-                ) from error
-
-    def _keep_partial_tags(self, vals: list[Any], failed_step: int) -> None:
-        """After a failed call, tags computed before the failure keep their new values."""
-        plan = self._plan
-        self.__dict__["_tagged_values"] = [
-            vals[slot] if step < failed_step else None
-            for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
-        ]
+                raise reset_error(node, batch, device, error) from error
 
     def __getstate__(self) -> dict[str, Any]:
         # The last call's tagged values are an observation, not part of the model:
         # copies and pickles start without them (and without their autograd graphs).
         # Compiled code does not travel either: copies run eagerly until compiled.
-        state = super().__getstate__()
+        # Each feature's transient attributes (profiles, histories, caches) stay
+        # with the original.
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
         state["_tagged_values"] = []
         state["_fast"] = None
-        state.pop("_fast_options", None)
-        # profiles, observation (histories, hooks) and tree caches stay with the original
-        for name in (*PROFILING_ATTRIBUTES, *OBSERVATION_ATTRIBUTES, *TREE_ATTRIBUTES):
-            state.pop(name, None)
+        for cls in type(self).__mro__:
+            for name in cls.__dict__.get("_transient", ()):
+                state.pop(name, None)
         return state
 
     # ---------------------------------------------------------------- fast mode
@@ -323,97 +251,41 @@ class Graph(
                 f"g.compile(mode='max-autotune'); received positional {args!r}"
             )
         for module in self.modules():
-            if isinstance(module, Graph):
-                module._fast = split_plan(module._plan, kwargs)
-                module._fast_options = dict(kwargs)  # to compile again after a replacement
+            if isinstance(module, GraphCore):
+                module._compile_fast(dict(kwargs))
+
+    def _compile_fast(self, options: dict[str, Any]) -> None:
+        state = self.__dict__
+        state["_fast"] = split_plan(self._plan, options)
+        state["_fast_options"] = options  # to compile again after a replacement
 
     @property
     def compiled(self) -> bool:
         """Whether `compile` put this graph in fast mode."""
         return self._fast is not None
 
-    # ------------------------------------------------------------------ errors
+    def _recompile(self) -> None:
+        """Plan again from the record, after its nodes changed (a submodule was replaced).
 
-    def _input_count_error(self, got: int) -> GraphError:
-        names = self._plan.input_names
-        return GraphError(
-            f"the graph takes {plural(len(names), 'input')} ({', '.join(names)}), got {got}",
-            expected=f"g({', '.join(names)})"
-            + (" — the names after x come from .input(...)" if len(names) > 1 else ""),
-            received=f"{plural(got, 'input')}",
-            fix="pass one value per graph input, in declaration order",
-        )
+        The state cells are kept (state carried across calls survives, and graphs
+        holding this one keep pointing at the same cells). In fast mode the new
+        plan's segments are compiled with the options of `compile`, and so are
+        graphs brought in by the replacement. Caches that features derive from the
+        plan see a new plan and rebuild themselves.
+        """
+        state = self.__dict__
+        state["_plan"] = compile_plan(self._record, self._plan.cells)
+        state["_nested_cells"] = nested_cells(self)
+        if self._fast is not None:
+            options = self._fast_options or {}
+            for module in self.modules():
+                if isinstance(module, GraphCore) and module is not self and module._fast is None:
+                    module._compile_fast(options)
+            self._compile_fast(options)
 
-    def _node_error(self, i: int, vals: list[Any], error: Exception) -> GraphError:
-        plan = self._plan
-        node = plan.step_nodes[i]
-        values = [vals[s] for s in plan.step_slots[i]]
-        labels = self._port_labels(i)
-        if node.kind is NodeKind.STATE_READ:
-            fix: str | None = (
-                f"the first call's value of state {node.state_tag!r} could not be made from the "
-                "consumer's stream; declare it with .tag(name, init=shape_or_callable)"
-            )
-        else:
-            fix = self._state_batch_hint(node.inputs, values)
-        inputs = tuple(
-            f"{label}: {describe_value(v)}" for label, v in zip(labels, values, strict=True)
-        )
-        if isinstance(error, ControlFlowError):
-            return GraphError(
-                f"{node.id}: {error.problem}",
-                node_id=node.id,
-                tags=tuple(node.tags),
-                call=str(node.call),
-                expected=error.expected,
-                received="\n".join(
-                    [*(f"input {i}: {d}" for i, d in enumerate(inputs)), error.received or ""]
-                ).strip(),
-                fix=fix or error.fix,
-            )
-        return GraphError(
-            f"{node.id} raised {type(error).__name__}: {_first_line(error)}",
-            node_id=node.id,
-            tags=tuple(node.tags),
-            call=str(node.call),
-            inputs=inputs,
-            fix=fix,
-        )
-
-    def _port_labels(self, i: int) -> list[str]:
-        node = self._plan.step_nodes[i]
-        nodes = self._record.nodes
-        if node.kind is NodeKind.STATE_READ:
-            return ["consumer's stream (shapes the first call's zeros)"]
-        if node.kind is NodeKind.MERGE:
-            labels = [f"branch {k}" for k in range(node.n_stream)]
-        elif node.kind is NodeKind.RESIDUAL:
-            labels = ["stream", "module output"]
-        else:
-            labels = ["stream"]
-        for name, producer in zip(node.ref_names, node.inputs[node.n_stream :], strict=True):
-            state = nodes[producer].kind is NodeKind.STATE_READ
-            labels.append(f"ref {name!r}" + (" (state from the previous call)" if state else ""))
-        return labels
-
-    def _state_batch_hint(self, inputs: list[int], values: list[Any]) -> str | None:
-        nodes = self._record.nodes
-        stream = values[0] if values else None
-        if not isinstance(stream, Tensor) or stream.dim() == 0:
-            return None
-        for producer, value in zip(inputs, values, strict=True):
-            if (
-                nodes[producer].kind is NodeKind.STATE_READ
-                and isinstance(value, Tensor)
-                and value.dim() > 0
-                and value.shape[0] != stream.shape[0]
-            ):
-                return (
-                    f"state {nodes[producer].state_tag!r} from the previous call has batch "
-                    f"size {value.shape[0]} but this call's stream has {stream.shape[0]}; "
-                    "call g.reset_state() when the batch size changes"
-                )
-        return None
+    def _instrument_with(self, instrument: Instrument | None) -> None:
+        """Run every forward through `instrument` from now on (``None``: the plain loop)."""
+        self.__dict__["_instrument"] = instrument
 
     # -------------------------------------------------------------- the state
 
@@ -431,7 +303,7 @@ class Graph(
     @backprop_state.setter
     def backprop_state(self, keep: bool) -> None:
         for module in self.modules():
-            if isinstance(module, Graph):
+            if isinstance(module, GraphCore):
                 module._backprop_state = bool(keep)
 
     def reset_state(self) -> None:
@@ -440,7 +312,7 @@ class Graph(
         The next call reads initial values (zeros unless declared), as a first call does.
         """
         for module in self.modules():
-            if isinstance(module, Graph):
+            if isinstance(module, GraphCore):
                 for cell in module._plan.cells.values():
                     cell.value = None
 
@@ -452,7 +324,7 @@ class Graph(
         ``detach_state()`` method, which it calls too.
         """
         for module in self.modules():
-            if isinstance(module, Graph):
+            if isinstance(module, GraphCore):
                 for cell in module._plan.cells.values():
                     if cell.value is not None:
                         cell.value = detach(cell.value)
@@ -461,7 +333,7 @@ class Graph(
                 if callable(method):
                     method()
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Graph:
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> GraphCore:
         """Move state with the parameters on ``.to()``, ``.double()``, ``.cuda()``..."""
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         for cell in self._plan.cells.values():
@@ -571,25 +443,16 @@ class Graph(
         return f"Graph({plural(len(self._record.nodes), 'node')})"
 
     def __repr__(self) -> str:
-        return render_chain(self)
+        return render_chain(self._record)
 
 
-class _Located(Exception):
-    """Carries the eager exception of the node that made a compiled segment fail."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _CompiledSegmentError(Exception):
-    """Carries the error of a segment that fails compiled but not eagerly."""
-
-    def __init__(self, error: GraphError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
+def nested_cells(graph: nn.Module) -> tuple[StateCell, ...]:
+    """The state cells of every graph nested in `graph`: what a failed call restores."""
+    return tuple(
+        cell
+        for module in graph.modules()
+        if module is not graph
+        for plan in (plan_of(module),)
+        if plan is not None
+        for cell in plan.cells.values()
+    )

@@ -1,9 +1,11 @@
-"""How long the rest of the run will take: a robust estimate of one epoch's duration.
+"""How long the rest of the run will take: flowdl's one ETA rule.
 
-floDl extrapolates linearly (elapsed ÷ epochs done × epochs left), so a slow first
-epoch (``torch.compile``, CUDA start-up, data caches filling) and one-off pauses
-(a checkpoint, an evaluation, the garbage collector) skew every later estimate. This
-estimator:
+`Graph.eta`, the training log (`Graph.write_log`) and `fl.Monitor` all estimate the
+time left with `EtaEstimator`: the estimated duration of one epoch times the epochs
+left. goDl and floDl extrapolate linearly (elapsed ÷ epochs done × epochs left), so
+a slow first epoch (``torch.compile``, CUDA start-up, data caches filling) and
+one-off pauses (a checkpoint, an evaluation, the garbage collector) skew every later
+estimate. This estimator:
 
 1. leaves the first epoch out as soon as a later one is known (a warm-up epoch is
    the rule, not the exception; when it is not slow, nothing is lost);

@@ -1,4 +1,8 @@
-"""Write a file atomically: readers see the old file or the new one, never half of one."""
+"""Writing files atomically: a reader sees the old file or the new one, never half of one.
+
+Checkpoints, pages, drawings and exports all write through here, so a crash, a full
+disk or a ``kill`` in the middle of a write never leaves a truncated file behind.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
+
+__all__ = ["write_atomically", "write_text_atomic"]
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
@@ -62,3 +68,40 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically, with `write_atomically`.
+
+    The text goes into a temporary file in the same folder, flushed to disk, then
+    renamed over `path`; on any failure the temporary file is removed and `path` is
+    left as it was, so a crash never leaves a truncated page or CSV behind.
+
+    Args:
+        path: the file to write; its folder must exist.
+        text: the whole content.
+
+    Returns:
+        The path written, as a `Path`.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        IsADirectoryError: `path` is a folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> write_text_atomic(folder / "a.txt", "hello").read_text()
+        'hello'
+    """
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {str(target)!r}: the folder {str(folder)!r} does not exist; "
+            "create it first (Path(...).mkdir(parents=True))"
+        )
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {str(target)!r}: it is a folder; give a file name")
+    write_atomically(target, text.encode("utf-8"))
+    return target

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from flowdl._builder.ir import BuilderCall, Node
+from flowdl._ir.nodes import BuilderCall, Node
 
 StateInit = Tensor | tuple[int, ...] | Callable[[Tensor], Tensor]
 """The first-call value of state: a tensor, a per-sample shape, or ``init(stream) -> Tensor``."""

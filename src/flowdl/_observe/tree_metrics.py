@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from flowdl._executor.core import GraphCore
 from flowdl._observe.distributed import average_across_ranks
+from flowdl._observe.state import begin_clock, values_of
 from flowdl._observe.store import MetricStore
 from flowdl._tree.children import walk
 from flowdl._tree.paths import PathError, PathKind, describe_level, resolve
-
-if TYPE_CHECKING:
-    from flowdl._executor.graph import Graph
 
 __all__ = [
     "StoreOf",
@@ -27,17 +25,11 @@ __all__ = [
     "resolve_names",
     "tree_groups",
     "tree_histories",
-    "values_of",
     "visible",
 ]
 
-StoreOf = Callable[["Graph"], MetricStore | None]
+StoreOf = Callable[[GraphCore], MetricStore | None]
 """Which store of a graph a tree operation reads: its values' (`values_of`) or its timings'."""
-
-
-def values_of(graph: Graph) -> MetricStore | None:
-    """The store of `graph`'s collected and recorded values, if it has one."""
-    return graph._existing_store()
 
 
 def visible(relative: str) -> bool:
@@ -51,7 +43,7 @@ def visible(relative: str) -> bool:
     return not (head and last.startswith("_"))
 
 
-def tree_histories(graph: Graph, store_of: StoreOf = values_of) -> dict[str, list[float]]:
+def tree_histories(graph: GraphCore, store_of: StoreOf = values_of) -> dict[str, list[float]]:
     """``{dotted name: history}`` of every non-empty history in the tree, as `graph` sees it.
 
     Args:
@@ -68,7 +60,7 @@ def tree_histories(graph: Graph, store_of: StoreOf = values_of) -> dict[str, lis
     return out
 
 
-def tree_groups(graph: Graph) -> dict[str, list[str]]:
+def tree_groups(graph: GraphCore) -> dict[str, list[str]]:
     """``{dotted group: [dotted members]}`` for every tag group of the tree."""
     return {
         prefix + group: [prefix + m for m in members]
@@ -78,8 +70,8 @@ def tree_groups(graph: Graph) -> dict[str, list[str]]:
 
 
 def resolve_names(
-    graph: Graph, names: Sequence[str], call: str, *, known: bool
-) -> list[tuple[str, Graph, str]]:
+    graph: GraphCore, names: Sequence[str], call: str, *, known: bool
+) -> list[tuple[str, GraphCore, str]]:
     """``(dotted name, owning graph, local name)`` for each name, groups expanded.
 
     Args:
@@ -90,7 +82,7 @@ def resolve_names(
         PathError: a segment names nothing, a name is a nested graph, or (with
             `known`) a last segment names nothing.
     """
-    out: list[tuple[str, Graph, str]] = []
+    out: list[tuple[str, GraphCore, str]] = []
     for name in names:
         target = resolve(graph, name, call, new_name=not known, prefer_names=True)
         if target.kind is PathKind.SUBGRAPH:
@@ -107,8 +99,8 @@ def resolve_names(
 
 
 def flush_stores(
-    entries: Sequence[tuple[str, Graph]],
-    chosen: Sequence[tuple[Graph, str]] | None,
+    entries: Sequence[tuple[str, GraphCore]],
+    chosen: Sequence[tuple[GraphCore, str]] | None,
     all_ranks: bool,
     call: str,
     store_of: StoreOf,
@@ -149,7 +141,7 @@ def flush_stores(
 
 
 def flush_tree(
-    graph: Graph, names: Sequence[str], all_ranks: bool, call: str = "g.flush()"
+    graph: GraphCore, names: Sequence[str], all_ranks: bool, call: str = "g.flush()"
 ) -> dict[str, float]:
     """End the epoch for `names` (default: everything buffered in the tree).
 
@@ -175,7 +167,7 @@ def flush_tree(
         produced = {d[len(prefix) :]: m for d, m in means.items() if d.startswith(prefix)}
         if not produced:
             continue
-        observation = node._begin_clock(now)
+        observation = begin_clock(node, now)
         observation.clock.epoch_ended(now)
         shown = {name: m for name, m in produced.items() if visible(name)}
         if observation.flush_hook is not None and shown:

@@ -1,0 +1,118 @@
+"""What a failed graph call says: the node, the builder call, what it received, a fix.
+
+The step loops (`flowdl._executor.steps`) hand a failure to the graph, which keeps
+the tags computed before it and raises the `GraphError` built here. Nothing here
+runs unless a call fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from flowdl._describe import describe_value, first_line, plural
+from flowdl._errors import ControlFlowError, GraphError
+from flowdl._executor.plan import Plan
+from flowdl._ir.nodes import Node, NodeKind
+from flowdl._ir.record import FlowRecord
+
+__all__ = ["input_count_error", "node_error", "reset_error"]
+
+
+def input_count_error(plan: Plan, got: int) -> GraphError:
+    """The graph was called with `got` inputs instead of ``plan.n_inputs``."""
+    names = plan.input_names
+    return GraphError(
+        f"the graph takes {plural(len(names), 'input')} ({', '.join(names)}), got {got}",
+        expected=f"g({', '.join(names)})"
+        + (" — the names after x come from .input(...)" if len(names) > 1 else ""),
+        received=f"{plural(got, 'input')}",
+        fix="pass one value per graph input, in declaration order",
+    )
+
+
+def reset_error(node: Node, batch: int, device: Any, error: Exception) -> GraphError:
+    """A node module's ``reset(batch_size, device)``, called before the forward, raised."""
+    return GraphError(
+        f"{node.id}.reset(batch_size={batch}, device={device}) raised "
+        f"{type(error).__name__}: {first_line(error)}",
+        node_id=node.id,
+        tags=tuple(node.tags),
+        call=str(node.call),
+        fix="reset(batch_size, device) runs before every forward of the graph "
+        "(the Resettable protocol); make it accept this batch size and device",
+    )
+
+
+def node_error(
+    plan: Plan, record: FlowRecord, i: int, vals: list[Any], error: Exception
+) -> GraphError:
+    """Step `i` raised `error`: the error naming its node, its inputs and a fix."""
+    node = plan.step_nodes[i]
+    values = [vals[s] for s in plan.step_slots[i]]
+    labels = _port_labels(node, record)
+    if node.kind is NodeKind.STATE_READ:
+        fix: str | None = (
+            f"the first call's value of state {node.state_tag!r} could not be made from the "
+            "consumer's stream; declare it with .tag(name, init=shape_or_callable)"
+        )
+    else:
+        fix = _state_batch_hint(record, node.inputs, values)
+    inputs = tuple(f"{label}: {describe_value(v)}" for label, v in zip(labels, values, strict=True))
+    if isinstance(error, ControlFlowError):
+        return GraphError(
+            f"{node.id}: {error.problem}",
+            node_id=node.id,
+            tags=tuple(node.tags),
+            call=str(node.call),
+            expected=error.expected,
+            received="\n".join(
+                [*(f"input {i}: {d}" for i, d in enumerate(inputs)), error.received or ""]
+            ).strip(),
+            fix=fix or error.fix,
+        )
+    return GraphError(
+        f"{node.id} raised {type(error).__name__}: {first_line(error)}",
+        node_id=node.id,
+        tags=tuple(node.tags),
+        call=str(node.call),
+        inputs=inputs,
+        fix=fix,
+    )
+
+
+def _port_labels(node: Node, record: FlowRecord) -> list[str]:
+    nodes = record.nodes
+    if node.kind is NodeKind.STATE_READ:
+        return ["consumer's stream (shapes the first call's zeros)"]
+    if node.kind is NodeKind.MERGE:
+        labels = [f"branch {k}" for k in range(node.n_stream)]
+    elif node.kind is NodeKind.RESIDUAL:
+        labels = ["stream", "module output"]
+    else:
+        labels = ["stream"]
+    for name, producer in zip(node.ref_names, node.inputs[node.n_stream :], strict=True):
+        state = nodes[producer].kind is NodeKind.STATE_READ
+        labels.append(f"ref {name!r}" + (" (state from the previous call)" if state else ""))
+    return labels
+
+
+def _state_batch_hint(record: FlowRecord, inputs: list[int], values: list[Any]) -> str | None:
+    nodes = record.nodes
+    stream = values[0] if values else None
+    if not isinstance(stream, Tensor) or stream.dim() == 0:
+        return None
+    for producer, value in zip(inputs, values, strict=True):
+        if (
+            nodes[producer].kind is NodeKind.STATE_READ
+            and isinstance(value, Tensor)
+            and value.dim() > 0
+            and value.shape[0] != stream.shape[0]
+        ):
+            return (
+                f"state {nodes[producer].state_tag!r} from the previous call has batch "
+                f"size {value.shape[0]} but this call's stream has {stream.shape[0]}; "
+                "call g.reset_state() when the batch size changes"
+            )
+    return None

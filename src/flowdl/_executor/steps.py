@@ -1,0 +1,204 @@
+"""Every loop that runs the steps of a plan, and the one way a failed step is reported.
+
+A step is ``vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])`` (`Step`).
+The loops here are the only code that runs steps:
+
+- `run_steps`: the bare loop, for compiled segments and inlined nested graphs;
+- `run_eager`: the graph's loop, with the context checked between steps when there
+  is one;
+- `run_fast`: fast mode, compiled segments and the dynamic steps between them;
+- `run_profiled`: the eager loop with a clock mark around every step and level.
+
+`run_plan` picks the eager or the fast loop, once per call. The hot loops spell the
+step out inline (a function call per step would cost more than the executor's whole
+per-node work); the others call `run_step`. When a step raises, the loop hands the
+step's index and the error to the graph's ``_step_failed``, which keeps the tags
+computed before it and raises the error naming the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, Protocol
+
+from torch import Tensor
+
+from flowdl._context import Context
+from flowdl._errors import Cancelled
+from flowdl._executor.plan import Plan, Step
+
+__all__ = [
+    "CompiledRun",
+    "PlanRunner",
+    "run_eager",
+    "run_fast",
+    "run_plan",
+    "run_profiled",
+    "run_step",
+    "run_steps",
+]
+
+
+class CompiledRun(Protocol):
+    """A compiled stretch of steps in fast mode (`flowdl._executor.fast.Segment`)."""
+
+    @property
+    def first(self) -> int:
+        """The index of its first step."""
+        ...
+
+    def __call__(self, vals: list[Any]) -> None: ...
+
+    def locate(self, vals: list[Any], error: Exception) -> tuple[int, Exception]:
+        """Re-run the steps eagerly after `error`: the failing step and its eager error.
+
+        Raises:
+            GraphError: the steps run eagerly; only the compiled code failed.
+        """
+        ...
+
+
+class PlanRunner(Protocol):
+    """What the loops need from the graph whose plan they run (`GraphCore`)."""
+
+    _plan: Plan
+
+    @property
+    def _fast(self) -> Sequence[CompiledRun | Step] | None:
+        """Fast mode's compiled segments and dynamic steps, or ``None`` (eager)."""
+        ...
+
+    def _step_failed(self, vals: list[Any], index: int, error: BaseException) -> NoReturn:
+        """Keep the tags computed before step `index`, then raise what `error` means."""
+        ...
+
+
+def run_steps(steps: Sequence[Step], vals: Any) -> None:
+    """Run `steps` on `vals` (a list or a dict of slots), with no bookkeeping."""
+    for fn, a, b, rest, out, _ in steps:
+        if b < 0:
+            vals[out] = fn(vals[a])
+        elif rest is None:
+            vals[out] = fn(vals[a], vals[b])
+        else:
+            vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+
+
+def run_step(step: Step, vals: list[Any]) -> None:
+    """Run one step."""
+    fn, a, b, rest, out, _ = step
+    if b < 0:
+        vals[out] = fn(vals[a])
+    elif rest is None:
+        vals[out] = fn(vals[a], vals[b])
+    else:
+        vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+
+
+def run_plan(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
+    """Run the graph's plan on `vals`: compiled segments in fast mode, else eagerly."""
+    fast = graph._fast
+    if fast is None:
+        run_eager(graph, vals, ctx)
+    else:
+        run_fast(graph, fast, vals, ctx)
+
+
+def run_eager(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
+    """The executor's loop: every step in order, the context checked before each."""
+    i = -1
+    try:
+        if ctx is None:
+            # `i` outlives the loop: on an error it names the failing step.
+            for fn, a, b, rest, out, i in graph._plan.steps:  # noqa: B007
+                if b < 0:
+                    vals[out] = fn(vals[a])
+                elif rest is None:
+                    vals[out] = fn(vals[a], vals[b])
+                else:
+                    vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+        else:
+            check = ctx.check
+            for step in graph._plan.steps:
+                i = step.index
+                check()
+                run_step(step, vals)
+    except BaseException as error:
+        graph._step_failed(vals, i, error)
+
+
+def run_fast(
+    graph: PlanRunner,
+    items: Sequence[CompiledRun | Step],
+    vals: list[Any],
+    ctx: Context | None,
+) -> None:
+    """Fast mode: compiled segments, and the steps between them run as `run_eager` does.
+
+    The context is checked between items. A segment that fails is run again
+    eagerly to find the failing step, so the error names the node as in eager mode.
+    """
+    i = -1
+    item: CompiledRun | Step | None = None
+    try:
+        for item in items:
+            if ctx is not None:
+                ctx.check()
+            if isinstance(item, Step):
+                i = item.index
+                run_step(item, vals)
+            else:
+                i = item.first
+                item(vals)
+    except BaseException as error:
+        if (
+            item is not None
+            and not isinstance(item, Step)
+            and isinstance(error, Exception)
+            and not isinstance(error, Cancelled)
+        ):
+            i, error = item.locate(vals, error)
+        graph._step_failed(vals, i, error)
+
+
+Marks = tuple[int, int, list[tuple[int, int]], list[tuple[int, int]], list[Any]]
+"""What `run_profiled` marked: first and last mark, level marks, step marks, output shapes."""
+
+
+def run_profiled(
+    graph: PlanRunner,
+    levels: Sequence[Sequence[int]],
+    vals: list[Any],
+    ctx: Context | None,
+    mark: Callable[[], int],
+) -> Marks:
+    """The eager loop, level by level, with `mark()` around every step and level.
+
+    Returns:
+        the first and last marks, ``(start, end)`` marks of each level and of each
+        step (in execution order), and each step's output shape (``None`` when the
+        output is not a tensor).
+    """
+    steps = graph._plan.steps
+    level_marks: list[tuple[int, int]] = []
+    step_marks: list[tuple[int, int]] = []
+    shapes: list[Any] = []
+    i = -1
+    try:
+        first = mark()
+        for level_steps in levels:
+            level_start = mark()
+            for i in level_steps:
+                if ctx is not None:
+                    ctx.check()
+                step = steps[i]
+                start = mark()
+                run_step(step, vals)
+                step_marks.append((start, mark()))
+                value = vals[step.out]
+                shapes.append(tuple(value.shape) if isinstance(value, Tensor) else None)
+            level_marks.append((level_start, mark()))
+        last = mark()
+    except BaseException as error:
+        graph._step_failed(vals, i, error)
+    return first, last, level_marks, step_marks, shapes
