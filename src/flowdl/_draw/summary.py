@@ -5,16 +5,16 @@ from __future__ import annotations
 import io
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
 from torch import Tensor
 
 from flowdl._draw.parts import Part, layout
 from flowdl._executor.core import GraphCore
 from flowdl._profile.profiling import profile_of
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ class Summary:
 
     def table(self) -> Table:
         """The table as a `rich.table.Table`."""
+        from rich import box  # rich is loaded by the first table, not by `import flowdl`
+        from rich.table import Table
+
         table = Table(title=self.title, box=box.SIMPLE_HEAD, title_justify="left")
         for column, justify in (
             ("node", "left"),
@@ -124,6 +127,8 @@ class Summary:
         return self.table()
 
     def __str__(self) -> str:
+        from rich.console import Console
+
         console = Console(
             file=io.StringIO(),
             width=200,

@@ -10,21 +10,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from flowdl._errors import render_message
 from flowdl._eta import EtaEstimator
 from flowdl._files import write_text_atomic
 from flowdl._format import format_duration
+from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
 from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
-from flowdl._monitor.server import DashboardServer, is_loopback
 from flowdl._monitor.sources import collect_metrics
 from flowdl._monitor.terminal import TerminalWriter, epoch_line, plain, summary_line
 from flowdl._web.assets import palette
+
+if TYPE_CHECKING:
+    from flowdl._monitor.server import DashboardServer
 
 
 class Monitor:
@@ -273,6 +276,10 @@ class Monitor:
                     [("at", call), ("received", f"it is at {self._server.url}")],
                 )
             )
+        # The HTTP server (http.server, socketserver) is loaded when a dashboard is
+        # first served, not by `import flowdl`.
+        from flowdl._monitor.server import DashboardServer
+
         page = dashboard_page(title=self.title, total_epochs=self.total_epochs)
         try:
             self._server = DashboardServer(self._hub, page, host, port)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
-import psutil
 import torch
 
 # Resource figures, in the order of the CSV columns. GPU figures exist only on CUDA.
@@ -35,7 +35,8 @@ class ResourceSampler:
     """
 
     def __init__(self) -> None:
-        self._process = psutil.Process()
+        self._psutil = _psutil()
+        self._process = self._psutil.Process()
         self._last_cpu = _busy_and_total()
 
     def sample(self) -> dict[str, float]:
@@ -45,7 +46,7 @@ class ResourceSampler:
         self._last_cpu = (busy, total)
         elapsed = total - last_total
         cpu = 100.0 * (busy - last_busy) / elapsed if elapsed > 0 else 0.0
-        memory = psutil.virtual_memory()
+        memory = self._psutil.virtual_memory()
         figures = {
             "cpu_percent": min(100.0, max(0.0, cpu)),
             "ram_percent": float(memory.percent),
@@ -102,9 +103,16 @@ def format_resource(name: str, value: float) -> str:
 
 
 def _busy_and_total() -> tuple[float, float]:
-    times = psutil.cpu_times()
+    times = _psutil().cpu_times()
     total = sum(times)
     # guest time is already counted in user time on Linux
     total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
     idle = times.idle + getattr(times, "iowait", 0.0)
     return total - idle, total
+
+
+def _psutil() -> ModuleType:
+    """psutil, loaded when resources are first sampled rather than by `import flowdl`."""
+    import psutil
+
+    return psutil

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import socket
 import socketserver
 import threading
@@ -19,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.hub import Client, EventHub
 from flowdl._web.assets import plotly_js
 
@@ -26,22 +26,6 @@ from flowdl._web.assets import plotly_js
 HEARTBEAT_SECONDS = 15.0
 # Seconds a connection may block a read or a write before it is given up.
 SOCKET_TIMEOUT_SECONDS = 10.0
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine only.
-
-    Example:
-        >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-        (True, True, False)
-    """
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class DashboardServer:

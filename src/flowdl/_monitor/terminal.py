@@ -7,14 +7,14 @@ concatenation, so the styled and the plain line read exactly the same.
 from __future__ import annotations
 
 import sys
-from typing import TextIO
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from flowdl._format import format_duration, format_metric
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import format_bytes
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Segment = tuple[str, str]
 
@@ -126,6 +126,8 @@ class TerminalWriter:
             stream.write(plain(segments) + "\n")
             stream.flush()
             return
+        from rich.text import Text  # rich is loaded by the first styled line
+
         console.print(Text.assemble(*segments), soft_wrap=True, highlight=False)
 
     def styled(self) -> bool:
@@ -137,6 +139,8 @@ class TerminalWriter:
         if self._color is False:
             return None
         if self._console is None or self._console[0] is not stream:
+            from rich.console import Console  # loaded by the first line, not by `import flowdl`
+
             console = Console(file=stream, force_terminal=True if self._color else None)
             styled = self._color or (
                 (console.is_terminal and not console.is_dumb_terminal) or console.is_jupyter
