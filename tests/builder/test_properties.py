@@ -10,59 +10,13 @@ from typing import Any
 import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from torch import Tensor, nn
+from torch import Tensor
 
 import flowdl as fl
+from tests.strategies import CHAIN_BATCH as BATCH
+from tests.strategies import CHAIN_DIM as DIM
+from tests.strategies import apply_flow, chain_steps, module_for, structured_chains
 from tests.support import Mix, assert_levels_are_independent
-
-DIM, BATCH = 3, 2
-NAMES = ["a", "b", "c", "a_0", "a_1"]
-
-op = st.one_of(
-    st.tuples(st.sampled_from(["through", "also", "fork"])),
-    st.tuples(st.just("split"), st.integers(0, 3)),
-    st.tuples(st.just("merge"), st.sampled_from(["add", "mean", "catfold"])),
-    st.tuples(st.sampled_from(["tag", "tag_group", "using", "input"]), st.sampled_from(NAMES)),
-    st.tuples(st.just("using"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
-)
-
-
-@st.composite
-def structured_chains(draw: st.DrawFn) -> list[tuple[Any, ...]]:
-    """Chains made of well-formed blocks, so most build; references may still point to
-    tags defined earlier (this call), later (state), or never (an error at build)."""
-    names = [f"t{i}" for i in range(8)]
-    fresh = iter(names)
-    steps: list[tuple[Any, ...]] = []
-    for block in draw(st.lists(st.integers(0, 6), max_size=8)):
-        if block == 0:
-            steps.append((draw(st.sampled_from(["through", "also"])),))
-        elif block == 1:
-            steps += [("fork",), ("tag", next(fresh, "t0"))]
-        elif block == 2:
-            steps.append(("split", draw(st.integers(2, 3))))
-            if draw(st.booleans()):
-                steps.append(("tag_group", next(fresh, "t0")))
-            if draw(st.booleans()):
-                steps.append(("using", draw(st.sampled_from(names))))
-            steps.append(("merge", draw(st.sampled_from(sorted(MERGES)))))
-        elif block in (3, 4):
-            steps.append(("tag", next(fresh, "t0")))
-        elif block == 5:
-            steps.append(("using", draw(st.sampled_from(names))))
-        else:
-            steps.append(("input", next(fresh, "t0")))
-    return steps
-
-
-class CatFold(nn.Module):
-    """``fl.Cat`` of any number of ``[B, DIM]`` inputs, folded back to ``[B, DIM]``."""
-
-    def forward(self, *xs: Tensor) -> Tensor:
-        return fl.Cat(dim=-1)(*xs).unflatten(-1, (-1, DIM)).sum(-2)
-
-
-MERGES: dict[str, type[nn.Module]] = {"add": fl.Add, "mean": fl.Mean, "catfold": CatFold}
 
 
 class Invalid(Exception):
@@ -202,27 +156,8 @@ class Oracle:
         return vals[self.streams[0]]
 
 
-def module_for(step: tuple[Any, ...]) -> Any:
-    if step[0] in ("through", "also", "fork"):
-        return Mix(DIM).double()
-    if step[0] == "split":
-        return [Mix(DIM).double() for _ in range(step[1])]
-    if step[0] == "merge":
-        return MERGES[step[1]]()
-    return None
-
-
-def apply_flow(flow: fl.Flow, step: tuple[Any, ...], module: Any) -> fl.Flow:
-    kind = step[0]
-    if kind in ("through", "also", "fork", "merge"):
-        return getattr(flow, kind)(module)  # type: ignore[no-any-return]
-    if kind == "split":
-        return flow.split(*module)
-    return getattr(flow, kind)(*step[1:])  # type: ignore[no-any-return]
-
-
 @settings(max_examples=600, deadline=None)
-@given(steps=st.one_of(st.lists(op, max_size=12), structured_chains()))
+@given(steps=st.one_of(st.lists(chain_steps, max_size=12), structured_chains()))
 def test_random_chains_build_and_match_or_raise_build_error(steps: list[tuple[Any, ...]]) -> None:
     entry = Mix(DIM).double()
     oracle = Oracle()

@@ -13,9 +13,9 @@ import flowdl as fl
 from flowdl._control.gate import Gate
 from flowdl._control.loop import Loop
 from flowdl._control.switch import Switch
-from tests.control.test_properties import add, contains_bad, realise, specs
 from tests.draw.counting import leaf_counts, total_of
 from tests.draw.parsing import parse
+from tests.strategies import add, contains_bad, realise, specs
 
 
 def drawn(dot: Any, name: str) -> bool:

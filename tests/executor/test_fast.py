@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch._dynamo.utils import counters
 
 import flowdl as fl
-from tests.control.test_properties import add, contains_bad, realise, specs
+from tests.strategies import add, contains_bad, realise, specs
 from tests.support import grads, linear64, rand64
 
 

@@ -12,11 +12,21 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import flowdl as fl
-from tests.builder.test_properties import BATCH as CHAIN_BATCH
-from tests.builder.test_properties import DIM as CHAIN_DIM
-from tests.builder.test_properties import apply_flow, module_for, structured_chains
-from tests.control.test_properties import BATCH, DIM, Affine, add, contains_bad, realise, specs
 from tests.executor.test_module_replacement import WAYS, never_runs, replace
+from tests.strategies import (
+    BATCH,
+    CHAIN_BATCH,
+    CHAIN_DIM,
+    DIM,
+    Affine,
+    add,
+    apply_flow,
+    contains_bad,
+    module_for,
+    realise,
+    specs,
+    structured_chains,
+)
 from tests.support import Mix, assert_same_as_oracle
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, NoReturn, Protocol
+from typing import Any, ClassVar, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -36,23 +36,10 @@ from flowdl._executor.plan import Plan, plan_of
 from flowdl._executor.planner import compile_plan
 from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach, map_tensors
-from flowdl._executor.steps import run_plan
+from flowdl._executor.steps import Instrument, run_plan
 from flowdl._ir.record import FlowRecord
 
-__all__ = ["GraphCore", "Instrument", "nested_cells"]
-
-
-class Instrument(Protocol):
-    """Runs a graph's plan in place of the plain loop and measures it (profiling)."""
-
-    def run(self, graph: GraphCore, vals: list[Any], ctx: Context | None) -> object:
-        """Run the plan on `vals` (as `flowdl._executor.steps.run_plan` does); return
-        what was measured."""
-        ...
-
-    def publish(self, graph: GraphCore, measured: object) -> None:
-        """After a successful call (state and tags written): keep what was measured."""
-        ...
+__all__ = ["GraphCore", "nested_cells"]
 
 
 class GraphCore(nn.Module):

@@ -29,6 +29,7 @@ from flowdl._executor.plan import Plan, Step
 
 __all__ = [
     "CompiledRun",
+    "Instrument",
     "PlanRunner",
     "run_eager",
     "run_fast",
@@ -70,6 +71,18 @@ class PlanRunner(Protocol):
 
     def _step_failed(self, vals: list[Any], index: int, error: BaseException) -> NoReturn:
         """Keep the tags computed before step `index`, then raise what `error` means."""
+        ...
+
+
+class Instrument(Protocol):
+    """Runs a graph's plan in place of the plain loop and measures it (profiling)."""
+
+    def run(self, graph: PlanRunner, vals: list[Any], ctx: Context | None) -> object:
+        """Run the plan on `vals` (as `run_plan` does); return what was measured."""
+        ...
+
+    def publish(self, graph: PlanRunner, measured: object) -> None:
+        """After a successful call (state and tags written): keep what was measured."""
         ...
 
 

@@ -17,9 +17,8 @@ from typing import Any, cast
 import torch
 
 from flowdl._context import Context
-from flowdl._executor.core import GraphCore
 from flowdl._executor.plan import Plan
-from flowdl._executor.steps import Marks, run_plan, run_profiled
+from flowdl._executor.steps import Marks, PlanRunner, run_plan, run_profiled
 from flowdl._profile.clock import Clock, clock_for
 from flowdl._profile.profile import LevelTiming, NodeTiming, Profile
 
@@ -50,7 +49,7 @@ class Profiler:
             (node.id, tuple(node.tags), plan.node_levels[node.index]) for node in plan.step_nodes
         )
 
-    def run(self, graph: GraphCore, vals: list[Any], ctx: Context | None) -> Measured | None:
+    def run(self, graph: PlanRunner, vals: list[Any], ctx: Context | None) -> Measured | None:
         """Run the plan with a clock mark around each node and level."""
         if (
             torch.compiler.is_compiling()
@@ -64,7 +63,7 @@ class Profiler:
         marks = run_profiled(graph, [steps for _, steps in self._levels], vals, ctx, clock.mark)
         return clock, marks
 
-    def publish(self, graph: GraphCore, measured: object) -> None:
+    def publish(self, graph: PlanRunner, measured: object) -> None:
         """Turn the marks of a finished forward into a `Profile`, keep it, call the hooks."""
         if measured is None:  # run under torch.compile: nothing was measured
             return
