@@ -1,1 +1,2 @@
-"""The executor: a plan compiled at build time, and the `Graph` module that runs it."""
+"""The executor: a plan compiled at build time, the loops that run it, and `GraphCore`,
+the module every graph is."""

@@ -1,1 +1,2 @@
-"""Replacing the submodules of a built graph: the plan and the constructs follow."""
+"""Replacement, a feature of `fl.Graph`: the graph's record and plan follow a replaced
+submodule. The mechanism that hears the replacement is in `flowdl._watch`."""
