@@ -3,15 +3,15 @@
 A step is ``vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])`` (`Step`).
 The loops here are the only code that runs steps:
 
-- `run_steps`: the bare loop, for compiled segments and inlined nested graphs;
-- `run_eager`: the graph's loop, with the context checked between steps when there
-  is one;
+- `run_plan`: the graph's loop, with the context checked between steps when there is
+  one; in fast mode it hands over to `run_fast`;
 - `run_fast`: fast mode, compiled segments and the dynamic steps between them;
-- `run_profiled`: the eager loop with a clock mark around every step and level.
+- `run_profiled`: the eager loop with a clock mark around every step and level;
+- `run_steps`: the bare loop, inside compiled segments and inlined nested graphs.
 
-`run_plan` picks the eager or the fast loop, once per call. The hot loops spell the
-step out inline (a function call per step would cost more than the executor's whole
-per-node work); the others call `run_step`. When a step raises, the loop hands the
+The hot loop (`run_plan` without a context) spells the step out inline: a function
+call per step would cost more than the executor's whole per-node work. The others
+call `run_step`. When a step raises, the loop hands the
 step's index and the error to the graph's ``_step_failed``, which keeps the tags
 computed before it and raises the error naming the node.
 """
@@ -31,7 +31,6 @@ __all__ = [
     "CompiledRun",
     "Instrument",
     "PlanRunner",
-    "run_eager",
     "run_fast",
     "run_plan",
     "run_profiled",
@@ -87,17 +86,13 @@ class Instrument(Protocol):
 
 
 def run_steps(steps: Sequence[Step], vals: Any) -> None:
-    """Run `steps` on `vals` (a list or a dict of slots), with no bookkeeping."""
-    for fn, a, b, rest, out, _ in steps:
-        if b < 0:
-            vals[out] = fn(vals[a])
-        elif rest is None:
-            vals[out] = fn(vals[a], vals[b])
-        else:
-            vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+    """Run `steps` on `vals` (a list, or a dict of slots), with no bookkeeping: inside a
+    compiled segment, where Dynamo inlines `run_step`."""
+    for step in steps:
+        run_step(step, vals)
 
 
-def run_step(step: Step, vals: list[Any]) -> None:
+def run_step(step: Step, vals: Any) -> None:
     """Run one step."""
     fn, a, b, rest, out, _ = step
     if b < 0:
@@ -109,20 +104,19 @@ def run_step(step: Step, vals: list[Any]) -> None:
 
 
 def run_plan(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
-    """Run the graph's plan on `vals`: compiled segments in fast mode, else eagerly."""
+    """Run the graph's plan on `vals`: the executor's loop, or fast mode's segments.
+
+    Eagerly, every step runs in order, the context (if any) checked before each.
+    """
     fast = graph._fast
-    if fast is None:
-        run_eager(graph, vals, ctx)
-    else:
+    if fast is not None:
         run_fast(graph, fast, vals, ctx)
-
-
-def run_eager(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
-    """The executor's loop: every step in order, the context checked before each."""
+        return
     i = -1
     try:
         if ctx is None:
-            # `i` outlives the loop: on an error it names the failing step.
+            # The hot loop: the step spelled out inline. `i` outlives the loop: on an
+            # error it names the failing step.
             for fn, a, b, rest, out, i in graph._plan.steps:  # noqa: B007
                 if b < 0:
                     vals[out] = fn(vals[a])
@@ -146,7 +140,7 @@ def run_fast(
     vals: list[Any],
     ctx: Context | None,
 ) -> None:
-    """Fast mode: compiled segments, and the steps between them run as `run_eager` does.
+    """Fast mode: compiled segments, and the steps between them run as `run_plan` runs them.
 
     The context is checked between items. A segment that fails is run again
     eagerly to find the failing step, so the error names the node as in eager mode.

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import flowdl as fl
-from tests.executor.test_module_replacement import WAYS, never_runs, replace
+from tests.replace.test_replacement import WAYS, never_runs, replace
 from tests.strategies import (
     BATCH,
     CHAIN_BATCH,

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 import flowdl as fl
-from tests.executor.test_module_replacement import replaced_everywhere
+from tests.replace.test_replacement import replaced_everywhere
 from tests.ranks import single_process_group
 from tests.support import assert_same_as_oracle
 
