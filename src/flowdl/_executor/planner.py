@@ -198,6 +198,7 @@ def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) 
         input_names=tuple(nodes[i].input_name or "x" for i in record.inputs),
         n_slots=n_slots,
         steps=tuple(steps),
+        hot_steps=tuple(tuple(step) for step in steps),  # type: ignore[misc]
         step_nodes=tuple(order),
         step_slots=tuple(step_slots),
         levels=tuple(tuple(levels[k]) for k in sorted(levels)),

@@ -9,8 +9,9 @@ The loops here are the only code that runs steps:
 - `run_profiled`: the eager loop with a clock mark around every step and level;
 - `run_steps`: the bare loop, inside compiled segments and inlined nested graphs.
 
-The hot loop (`run_plan` without a context) spells the step out inline: a function
-call per step would cost more than the executor's whole per-node work. The others
+The hot loop (`run_plan` without a context) spells the step out inline, over the plan's
+plain-tuple steps (`Plan.hot_steps`): a function call per step, or unpacking a
+`NamedTuple`, would cost as much as the executor's whole per-node work. The others
 call `run_step`. When a step raises, the loop hands the
 step's index and the error to the graph's ``_step_failed``, which keeps the tags
 computed before it and raises the error naming the node.
@@ -94,7 +95,7 @@ def run_steps(steps: Sequence[Step], vals: Any) -> None:
 
 def run_step(step: Step, vals: Any) -> None:
     """Run one step."""
-    fn, a, b, rest, out, _ = step
+    fn, a, b, rest, out = step.fn, step.a, step.b, step.rest, step.out
     if b < 0:
         vals[out] = fn(vals[a])
     elif rest is None:
@@ -117,7 +118,7 @@ def run_plan(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
         if ctx is None:
             # The hot loop: the step spelled out inline. `i` outlives the loop: on an
             # error it names the failing step.
-            for fn, a, b, rest, out, i in graph._plan.steps:  # noqa: B007
+            for fn, a, b, rest, out, i in graph._plan.hot_steps:  # noqa: B007
                 if b < 0:
                     vals[out] = fn(vals[a])
                 elif rest is None:
