@@ -23,9 +23,9 @@ class Step(NamedTuple):
     """``vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])``.
 
     `b` is -1 for a single input and `rest` is None for fewer than three; `index`
-    is the step's position in the plan. A tuple of plain integers keeps the loop
-    cheap (about 85 ns per node of interpreter time: the loops unpack it) and
-    traceable by `torch.compile`.
+    is the step's position in the plan. Plain integers keep the loops cheap and
+    traceable by `torch.compile`; the hot loop runs the same steps as plain tuples
+    (`RawStep`, `Plan.hot_steps`).
     """
 
     fn: Callable[..., Any]
