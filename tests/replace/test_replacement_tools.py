@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 import flowdl as fl
-from tests.replace.test_replacement import replaced_everywhere
 from tests.ranks import single_process_group
+from tests.replace.test_replacement import replaced_everywhere
 from tests.support import assert_same_as_oracle
 
 D = 4

@@ -12,9 +12,9 @@ The loops here are the only code that runs steps:
 The hot loop (`run_plan` without a context) spells the step out inline, over the plan's
 plain-tuple steps (`Plan.hot_steps`): a function call per step, or unpacking a
 `NamedTuple`, would cost as much as the executor's whole per-node work. The others
-call `run_step`. When a step raises, the loop hands the
-step's index and the error to the graph's ``_step_failed``, which keeps the tags
-computed before it and raises the error naming the node.
+call `run_step`. When a step raises, the loop hands the step's index and the error to
+the graph's ``_step_failed``, which keeps the tags computed before it and raises the
+error naming the node.
 """
 
 from __future__ import annotations
