@@ -46,7 +46,7 @@ class GraphCore(nn.Module):
     """The executor's graph: construction, forward, the plan, state, tags, repr.
 
     See `fl.Graph` for what a graph is to its users; this class is the part of it
-    that runs. Features subclass it; nothing below the features imports it (they
+    that runs. Features subclass it; nothing below the core imports it (the parts
     recognise a graph by its plan, `flowdl._executor.plan.plan_of`).
     """
 
