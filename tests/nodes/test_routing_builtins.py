@@ -80,3 +80,96 @@ def test_built_ins_are_ordinary_modules() -> None:
     for module in [fl.TopKRouter(2, 3, 1), fl.FixedSelector(1), fl.ThresholdHalt(2)]:
         assert isinstance(module, nn.Module)
     assert repr(fl.TopKRouter(2, 3, 1)).startswith("TopKRouter(\n  k=1")
+
+
+# ------------------------------------------------- top-k: the router learns
+
+
+@pytest.mark.parametrize(("k", "renormalize"), [(1, None), (1, False), (2, False), (2, True)])
+def test_top_k_router_gradcheck_for_every_k(k: int, renormalize: bool | None) -> None:
+    torch.manual_seed(k)
+    r = fl.TopKRouter(3, 4, k=k, renormalize=renormalize).double()
+    x = rand64(5, 3)
+    assert torch.autograd.gradcheck(r, (x,))
+    names = [name for name, _ in r.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in r.parameters())
+
+    def of_params(*ps: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.func.functional_call(r, dict(zip(names, ps, strict=True)), (x,))
+        return out
+
+    assert torch.autograd.gradcheck(of_params, params)
+
+
+@pytest.mark.parametrize(("k", "renormalize"), [(1, None), (2, False), (3, False)])
+def test_top_k_weights_are_the_full_softmax_at_the_chosen_experts(
+    k: int, renormalize: bool | None
+) -> None:
+    r = fl.TopKRouter(3, 5, k=k, renormalize=renormalize).double()
+    x = rand64(6, 3)
+    logits = r.proj(x)
+    full = torch.softmax(logits, -1)
+    keep = torch.zeros_like(full).scatter(-1, logits.topk(k, -1).indices, 1.0)
+    torch.testing.assert_close(r(x), full * keep, rtol=0, atol=1e-15)
+    assert not r.renormalize
+
+
+def test_top_k_renormalises_by_default_from_k_2() -> None:
+    assert fl.TopKRouter(3, 5, k=2).renormalize
+    assert not fl.TopKRouter(3, 5, k=1).renormalize
+    assert repr(fl.TopKRouter(3, 5, k=2, renormalize=False)).startswith(
+        "TopKRouter(\n  k=2, renormalize=False"
+    )
+
+
+def test_a_top_1_router_receives_a_gradient() -> None:
+    r = fl.TopKRouter(3, 4, k=1).double()
+    x = rand64(8, 3)
+    cotangent = rand64(8, 4).detach()
+    (r(x) * cotangent).sum().backward()
+    assert r.proj.weight.grad is not None
+    assert r.proj.bias.grad is not None
+    assert r.proj.weight.grad.abs().sum() > 1e-3
+    assert r.proj.bias.grad.abs().sum() > 1e-3
+
+
+def test_renormalising_a_single_expert_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"renormalize=True with k=1 .* never receive a gradient"):
+        fl.TopKRouter(3, 4, k=1, renormalize=True)
+    with pytest.raises(ValueError, match=r"renormalize must be True, False or None"):
+        fl.TopKRouter(3, 4, k=2, renormalize=1)  # type: ignore[arg-type]
+
+
+class Negate(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -x
+
+
+def test_a_top_1_mixture_of_experts_learns_to_route() -> None:
+    # Two fixed experts, each right on one half of the task: y = x where x_0 > 0
+    # (the identity), y = -x where x_0 < 0 (the negation). Only the router trains.
+    torch.manual_seed(0)
+    router = fl.TopKRouter(2, 2, k=1).double()
+    with torch.no_grad():  # every sample starts on expert 0: half of them wrongly
+        router.proj.weight.zero_()
+        router.proj.bias.zero_()
+    moe = fl.Flow(nn.Identity()).gate(router, nn.Identity(), Negate()).build()
+    x = torch.randn(256, 2, dtype=torch.float64)
+    x[:, 0] = x[:, 0].sign() * (x[:, 0].abs() + 0.1)  # keep the halves apart
+    want = x * x[:, :1].sign()
+    right = (x[:, 0] < 0).long()  # the expert each sample needs
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            return float((router(x).argmax(-1) == right).double().mean())
+
+    assert accuracy() < 0.55
+    optimizer = torch.optim.Adam(router.parameters(), lr=0.1)
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = ((moe(x) - want) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+    assert accuracy() > 0.97
+    with torch.no_grad():
+        assert float(((moe(x) - want) ** 2).mean()) < 0.1
