@@ -172,6 +172,28 @@ def test_record_takes_floats_ints_and_one_element_tensors() -> None:
     assert g.flush() == {"loss": 3.5}
 
 
+def test_record_keeps_the_value_at_the_call_not_a_view_of_the_tensor() -> None:
+    g = identity_sum()
+    total = torch.zeros((), dtype=torch.float64)
+    for step in (1.0, 2.0, 3.0):  # an accumulator recorded, then changed in place
+        total += step
+        g.record("running", total)
+    aux = torch.tensor([0.25])
+    g.record_at("aux", aux)
+    aux.mul_(100)
+    assert g.collected("running") == [1.0, 3.0, 6.0]
+    assert g.flush() == {"running": (1.0 + 3.0 + 6.0) / 3, "aux": 0.25}
+
+
+def test_collect_keeps_what_a_reduction_returned_even_if_it_is_a_view() -> None:
+    g = fl.Flow(nn.Identity()).tag("x").build()
+    x = torch.tensor([2.0])
+    out = g(x)
+    g.collect("x", reduce=lambda t: t.reshape(()))  # a view of the tagged value
+    out.add_(40.0)
+    assert g.flush() == {"x": 2.0}
+
+
 @pytest.mark.parametrize(
     ("values", "error", "match"),
     [

@@ -119,8 +119,9 @@ class Observation(Progress):
         """Buffer numbers computed outside the graph (a loss, an accuracy) for this epoch.
 
         They join the same pipeline as collected tags: `flush` averages them, and
-        `trend` reads their history. A tensor is detached and kept on its device
-        until `flush` (no wait for the device).
+        `trend` reads their history. A tensor is copied (detached, on its device:
+        no wait for the device) and kept until `flush`, so what counts is its value
+        at the call, whatever happens to the tensor afterwards.
 
         Args:
             tag: a name of this graph: a tag, or any new name without dots or spaces

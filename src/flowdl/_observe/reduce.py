@@ -2,7 +2,8 @@
 
 Both return what the store buffers: a Python float, or a detached one-element
 tensor left on its device (read at flush time, so collecting never waits for
-the device).
+the device), which is a copy: changing the caller's tensor afterwards does not
+change what was buffered.
 """
 
 from __future__ import annotations
@@ -97,5 +98,8 @@ def scalar_of(value: Any, where: str) -> BufferedValue:
             )
         if value.is_complex():
             raise ValueError(f"{where} gave a complex tensor; expected a real value")
-        return value.detach()
+        # A copy (one element, on the value's device: no host sync), not a view: the
+        # caller may change its tensor in place afterwards (an accumulated loss, an
+        # optimizer step on a parameter), and the epoch mean must keep what it was.
+        return value.detach().clone()
     return float(value)
