@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch.utils.checkpoint
+
 __all__ = [
     "BuildError",
     "Cancelled",
@@ -20,6 +22,7 @@ __all__ = [
     "DeadlineExceeded",
     "FlowdlError",
     "GraphError",
+    "passes_through",
     "render_message",
 ]
 
@@ -185,3 +188,21 @@ class DeadlineExceeded(Cancelled, TimeoutError):
 
     Also a `TimeoutError`, so code that already handles timeouts catches it.
     """
+
+
+def _stop_recomputation() -> tuple[type[BaseException], ...]:
+    """PyTorch's signal that ends a checkpoint recomputation early (private in torch)."""
+    signal = getattr(torch.utils.checkpoint, "_StopRecomputationError", None)
+    return (signal,) if isinstance(signal, type) else ()
+
+
+PASS_THROUGH: tuple[type[BaseException], ...] = (Cancelled, *_stop_recomputation())
+"""Exceptions that leave a graph call unchanged instead of becoming a `GraphError`:
+cancellation, and the signal `torch.utils.checkpoint` raises inside a recomputation
+to stop it once it has what it needs (wrapping it would break checkpointing)."""
+
+
+def passes_through(error: Exception) -> bool:
+    """Whether `error` leaves a node or an inner module unwrapped: one of `PASS_THROUGH`
+    (anything that is not an `Exception`, such as ``KeyboardInterrupt``, does too)."""
+    return isinstance(error, PASS_THROUGH)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from flowdl._context import Context, current_context
 from flowdl._describe import describe_module, describe_value
-from flowdl._errors import Cancelled, ControlFlowError
+from flowdl._errors import ControlFlowError, passes_through
 from flowdl._watch.constructs import ConstructReplacement, EntriesReplacement
 
 
@@ -60,12 +60,24 @@ class ControlNode(ConstructReplacement):
     def __init__(self) -> None:
         super().__init__()
         self._ref_names: tuple[str, ...] = ()
+        self._ref_rows: tuple[bool, ...] = ()
         self._named = False
 
-    def bind_refs(self, names: Sequence[str], named: bool) -> None:
-        """The tags of the references, in order; `named`: call ``forward_named``."""
+    def bind_refs(
+        self, names: Sequence[str], named: bool, per_sample: Sequence[bool] | None = None
+    ) -> None:
+        """The tags of the references, in order; `named`: call ``forward_named``.
+
+        `per_sample` says, for each reference, whether its rows are the samples of
+        the stream (values computed from this call's stream) or whether it is shared
+        by every sample (auxiliary inputs, values declared shared); a construct that
+        runs on some samples only (per-sample halting) cuts the rows of the first
+        kind and passes the second whole. Without it every reference is per-sample.
+        """
         self._ref_names = tuple(names)
         self._named = named
+        rows = (True,) * len(self._ref_names) if per_sample is None else tuple(per_sample)
+        self._ref_rows = rows
 
     def inner(self) -> list[tuple[str, Callable[..., Any]]]:
         """``(role, callable)`` for every inner callable, the receiver first."""
@@ -123,9 +135,9 @@ def run_inner(
     """
     try:
         return call(*args)
-    except Cancelled:
-        raise
     except Exception as error:
+        if passes_through(error):
+            raise
         raise ControlFlowError(
             f"the {role} ({describe_module(fn)}) raised {type(error).__name__}"
             + (f" {where}" if where else ""),

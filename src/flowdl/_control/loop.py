@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar, Literal, NoReturn
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from flowdl._control.base import ControlNode, batch_size, run_inner
 from flowdl._describe import describe_value
-from flowdl._errors import Cancelled, ControlFlowError
+from flowdl._errors import ControlFlowError, passes_through
 from flowdl._executor.plan import plan_of
 
 LoopMode = Literal["for", "while", "until"]
@@ -27,14 +28,18 @@ class Loop(ControlNode):
     whole batch halts when it is positive) or a ``[B]`` / ``[B, 1]`` tensor (each
     sample halts when its entry is positive). A halted sample keeps the state of
     its last iteration, and gradients reach only the iterations it ran. Once some
-    samples have halted, the body runs on the active samples only (with the rows
-    of references that have the batch size), exactly as if each sample ran alone.
-    A body that keeps per-batch state (a nested graph with forward-reference
-    state, or a module with ``reset()`` or ``trace()``) runs on the whole batch
-    instead, and the halted rows of the state and of the body's own state are put
-    back after each iteration; there, a body whose output overflows on a halted
-    row (``exp`` of a large state, say) can make gradients NaN. The decision is
-    not differentiable (the condition runs under ``torch.no_grad()``).
+    samples have halted, the body runs on the active samples only, exactly as if
+    each sample ran alone: it receives the active rows of the per-sample
+    references (values computed from this call's stream) and the shared ones
+    (auxiliary graph inputs, values tagged ``shared``) whole; the graph tells the
+    loop which is which (`bind_refs`), nothing is guessed from shapes. A body
+    that keeps per-batch state (a nested graph with forward-reference state, or a
+    module with ``reset()`` or ``trace()``) runs on the whole batch instead, and
+    the halted rows of the state and of the body's own state are put back after
+    each iteration (on a first call, the rows of a sample that halted keep the
+    body's initial state); there, a body whose output overflows on a halted row
+    (``exp`` of a large state, say) can make gradients NaN. The decision is not
+    differentiable (the condition runs under ``torch.no_grad()``).
 
     After a call, `iterations` holds how many iterations each sample ran and
     `traces` what a body with a ``trace()`` method reported.
@@ -112,6 +117,8 @@ class Loop(ControlNode):
         return self._last.traces
 
     def forward(self, state: Any, *refs: Any) -> Any:
+        if torch.compiler.is_compiling():  # traced (torch.compile, torch.export): no observation
+            return self._traced(state, refs)
         last = self._last
         if isinstance(state, Tensor):
             last.batch = int(state.shape[0]) if state.dim() > 0 else 1
@@ -124,10 +131,31 @@ class Loop(ControlNode):
 
     # ------------------------------------------------------------------ runs
 
+    def _traced(self, state: Any, refs: tuple[Any, ...]) -> Any:
+        """The loop as a tracer sees it: the iterations of ``for_``, nothing observed.
+
+        Halting decides from values at run time, which a traced graph cannot.
+        """
+        if self.mode != "for":
+            raise ControlFlowError(
+                f"a {self.mode}_ loop cannot be traced: it decides from the values at run "
+                "time how many iterations to run",
+                expected="loops with a fixed count (.for_(n)) in a graph given to "
+                "torch.export or torch.compile(fullgraph=True)",
+                received=f".loop(...).{self.mode}_(..., max_iter={self.max_iter})",
+                fix="export a graph whose loops have fixed counts, or run this graph "
+                "eagerly (g.compile() keeps halting loops out of compiled code)",
+            )
+        for _ in range(self.max_iter):
+            state = self.call_receiver(state, refs)
+        return state
+
     def _iterate(self, state: Any, refs: tuple[Any, ...], i: int) -> Any:
         try:
             state = self.call_receiver(state, refs)
         except Exception as error:
+            if passes_through(error):
+                raise
             self._body_failed(error, i)
         if self._trace is not None:
             self._last.traces.append(self._trace())
@@ -156,7 +184,7 @@ class Loop(ControlNode):
                 if trace is not None:
                     traces.append(trace())
         except Exception as error:
-            if isinstance(error, Cancelled):
+            if passes_through(error):
                 raise
             self._body_failed(error, i)
         self._last.counts = self.max_iter
@@ -170,7 +198,7 @@ class Loop(ControlNode):
             if check_first:
                 if ctx is not None:
                     ctx.check()
-                active, done = self._decide(state, active, i)
+                active, done = self._decide(state, refs, active, i)
                 if done:
                     break
             elif i > 0 and ctx is not None:
@@ -182,7 +210,7 @@ class Loop(ControlNode):
                 state = self._iterate_active(state, refs, active, i)
                 counts = counts + active.long()
             if not check_first and i + 1 < self.max_iter:
-                active, done = self._decide(state, active, i)
+                active, done = self._decide(state, refs, active, i)
                 if done:
                     break
         self._last.counts = counts
@@ -195,12 +223,9 @@ class Loop(ControlNode):
         if self._whole_batch:
             return self._iterate_masked(state, refs, active, i)
         rows = active.nonzero().squeeze(1)
-        batch = state.shape[0]
         part_refs = tuple(
-            r.index_select(0, rows)
-            if isinstance(r, Tensor) and r.dim() and r.shape[0] == batch
-            else r
-            for r in refs
+            r.index_select(0, rows) if per_sample and isinstance(r, Tensor) and r.dim() else r
+            for r, per_sample in zip(refs, self._ref_rows, strict=True)
         )
         part = state.index_select(0, rows)
         new = self._check_shape(self._iterate(part, part_refs, i), part, i)
@@ -213,6 +238,8 @@ class Loop(ControlNode):
         body's own state, are put back to their values from before the iteration."""
         cells = self._body_cells
         before = [cell.value for cell in cells]
+        for cell in cells:
+            cell.first = None  # a first call: what the body reads instead of state
         new = self._check_shape(self._iterate(state, refs, i), state, i)
         if new.data_ptr() == state.data_ptr():
             raise ControlFlowError(
@@ -224,6 +251,8 @@ class Loop(ControlNode):
             )
         for cell, old in zip(cells, before, strict=True):
             value = cell.value
+            if old is None:  # no state yet: the halted rows keep the body's initial state
+                old = cell.first
             if (
                 isinstance(value, Tensor)
                 and isinstance(old, Tensor)
@@ -248,7 +277,9 @@ class Loop(ControlNode):
 
     # -------------------------------------------------------------- halting
 
-    def _decide(self, state: Any, active: Tensor | None, i: int) -> tuple[Tensor | None, bool]:
+    def _decide(
+        self, state: Any, refs: tuple[Any, ...], active: Tensor | None, i: int
+    ) -> tuple[Tensor | None, bool]:
         """Evaluate the condition: the new active mask, and whether the loop is over."""
         cond = self.cond
         assert cond is not None
@@ -263,12 +294,31 @@ class Loop(ControlNode):
             return active, bool(halt > 0)
         batch = batch_size(state, "loop state", "per-sample halting")
         if tuple(halt.shape) in ((batch,), (batch, 1)):
+            self._check_rows(refs, batch)
             running = halt.reshape(batch) <= 0
             active = running if active is None else active & running
             return active, not bool(active.any())
         if halt.numel() == 1:
             return active, bool(halt.reshape(()) > 0)
         raise self._bad_halt(state, halt)
+
+    def _check_rows(self, refs: tuple[Any, ...], batch: int) -> None:
+        """Per-sample halting cuts the per-sample references to the active rows: each
+        must have one row per sample (checked at every per-sample decision, so the
+        error never depends on which samples happen to halt)."""
+        for name, ref, per_sample in zip(self._ref_names, refs, self._ref_rows, strict=True):
+            if per_sample and isinstance(ref, Tensor) and ref.dim() and ref.shape[0] != batch:
+                raise ControlFlowError(
+                    f"the reference {name!r} of a per-sample halting loop is computed from "
+                    "the stream, so its rows are taken as the samples, but it does not "
+                    "have one row per sample",
+                    expected=f"a tensor of shape [{batch}, ...] (cut to the active samples "
+                    "as they halt), or a reference declared shared",
+                    received=describe_value(ref),
+                    fix=f"if every sample reads all of it, declare it with "
+                    f".tag({name!r}, shared=True) (or pass it as an auxiliary input: "
+                    "those are shared unless declared per_sample)",
+                )
 
     def _bad_halt(self, state: Any, halt: Any) -> ControlFlowError:
         b = state.shape[0] if isinstance(state, Tensor) and state.dim() > 0 else "B"
@@ -311,16 +361,21 @@ def _state_cells(fn: Any) -> list[Any]:
     return [cell for plan in plans if plan is not None for cell in plan.cells.values()]
 
 
-class _LastCall:
-    """What the loop observed in its last call."""
+class _LastCall(threading.local):
+    """What the loop observed in the last call of each thread.
 
-    __slots__ = ("batch", "counts", "device", "traces")
+    Per thread, so that a thread reads its own call's counts and traces, not those
+    of a call another thread made meanwhile. Copies and pickles start empty.
+    """
 
     def __init__(self) -> None:
         self.batch = 0
         self.counts: Tensor | int = 0
         self.device = torch.device("cpu")
         self.traces: list[Any] = []
+
+    def __reduce__(self) -> tuple[type[_LastCall], tuple[()]]:
+        return _LastCall, ()
 
 
 def _reraise(error: Exception) -> None:

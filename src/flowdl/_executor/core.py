@@ -20,7 +20,6 @@ What the core offers its features:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn
 
 import torch
@@ -29,20 +28,29 @@ from torch import Tensor, nn
 from flowdl._context import Context, _current
 from flowdl._control.loop import Loop
 from flowdl._describe import plural
-from flowdl._errors import Cancelled
-from flowdl._executor.failures import input_count_error, node_error, reset_error
+from flowdl._errors import passes_through
+from flowdl._executor.failures import (
+    inference_state_error,
+    input_count_error,
+    named_inputs,
+    node_error,
+    reset_error,
+)
 from flowdl._executor.fast import FastItem, split_plan
+from flowdl._executor.graph_state import GraphState
+from flowdl._executor.guard import StateGuard
+from flowdl._executor.observed import Observed
 from flowdl._executor.plan import Plan, plan_of
 from flowdl._executor.planner import compile_plan
 from flowdl._executor.render import render_chain
-from flowdl._executor.state import StateCell, detach, map_tensors
+from flowdl._executor.state import StateCell, detach
 from flowdl._executor.steps import Instrument, run_plan
 from flowdl._ir.record import FlowRecord
 
 __all__ = ["GraphCore", "nested_cells"]
 
 
-class GraphCore(nn.Module):
+class GraphCore(GraphState):
     """The executor's graph: construction, forward, the plan, state, tags, repr.
 
     See `fl.Graph` for what a graph is to its users; this class is the part of it
@@ -72,7 +80,7 @@ class GraphCore(nn.Module):
         super().__init__()
         self._record = record
         self._plan: Plan = compile_plan(record)
-        self._tagged_values: list[Any] = []
+        self._observed = Observed()
         self._backprop_state = False
         self._fast: tuple[FastItem, ...] | None = None
         registered: dict[int, str] = {}  # id(module) -> the name it is registered under
@@ -94,6 +102,25 @@ class GraphCore(nn.Module):
             if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
                 self.register_parameter(self._free_name(f"{tag}_init"), init)
         self._nested_cells: tuple[StateCell, ...] = nested_cells(self)
+        self._guard: StateGuard | None = None
+        self._nested_observed: tuple[Observed, ...] = ()
+        self._watch_nested()
+
+    def _watch_nested(self) -> None:
+        """Derive from the nested graphs what a call must look after (after a replacement
+        too): the state guard, and the observations to empty at the start of a call."""
+        nested = [m for m in self.modules() if isinstance(m, GraphCore) and m is not self]
+        state = self.__dict__
+        state["_nested_observed"] = tuple(g._observed for g in nested if g._plan.tag_slots)
+        inner = [(g._guard, tuple(g._plan.cells.values()), g) for g in nested if g._guard]
+        if not self._plan.cells and not inner:
+            state["_guard"] = None
+            return
+        cells = (*self._plan.cells.values(), *self._nested_cells)
+        if self._guard is None:
+            state["_guard"] = StateGuard(cells, inner)
+        else:
+            self._guard.refresh(cells, inner)
 
     def _free_name(self, name: str) -> str:
         while hasattr(self, name):
@@ -102,13 +129,19 @@ class GraphCore(nn.Module):
 
     # ----------------------------------------------------------------- running
 
-    def forward(self, *inputs: Any, ctx: Context | None = None) -> Any:
+    def forward(self, *inputs: Any, ctx: Context | None = None, **named: Any) -> Any:
         """Run the graph.
+
+        Calls of a graph with state (its own or a nested graph's) are serialised:
+        threads may share it, one call runs at a time. Observation read after a
+        call (`tagged`, `iterations`, `traces`) is the calling thread's own.
 
         Args:
             *inputs: ``x``, then one value per `Flow.input` name, in order.
             ctx: an `fl.Context` to bound the call in time or cancel it. Without
                 one, the context of an enclosing graph call (if any) applies.
+            **named: inputs by their declared names, after the positional ones:
+                ``g(x, mask=m)`` for ``.input("mask")``.
 
         Returns:
             the output of the last node of the chain.
@@ -119,11 +152,26 @@ class GraphCore(nn.Module):
             Cancelled: the context was cancelled.
             DeadlineExceeded: the context's deadline passed.
         """
-        if self._first_call is None and not torch.compiler.is_compiling():
+        if named:
+            inputs = named_inputs(self._plan, inputs, named)
+        guard = self._guard
+        if guard is None or torch.compiler.is_compiling():
+            return self._run(inputs, ctx)
+        return guard.call(self, inputs, ctx)
+
+    def _run(self, inputs: tuple[Any, ...], ctx: Context | None) -> Any:
+        """The call itself: the plan's steps, then state and tags written."""
+        traced = torch.compiler.is_compiling()
+        if self._first_call is None and not traced:
             self.__dict__["_first_call"] = time.monotonic()  # one attribute check per call
         plan = self._plan
         if len(inputs) != plan.n_inputs:
             raise input_count_error(plan, len(inputs))
+        for observed in self._nested_observed:  # a nested graph that does not run reports nothing
+            if traced:
+                observed.publish_traced([])
+            else:
+                observed.publish([])
         vals: list[Any] = [None] * plan.n_slots
         vals[: plan.n_inputs] = inputs
         if plan.resets:
@@ -133,7 +181,7 @@ class GraphCore(nn.Module):
         token = None
         if ctx is not None:
             token = _current.set(ctx)
-        elif not torch.compiler.is_compiling():
+        elif not traced:
             # Nested graphs inherit the context of the enclosing call. Under
             # torch.compile there is none to inherit (contexts are eager-only).
             ctx = _current.get()
@@ -152,12 +200,16 @@ class GraphCore(nn.Module):
             if token is not None:
                 _current.reset(token)
         if plan.state_writes:
-            keep = self._backprop_state
+            # Within an enclosing call, state stays on the tape (see StateGuard).
+            keep = self._backprop_state or self._guard.enclosed  # type: ignore[union-attr]
             for cell, slot in plan.state_writes:
                 cell.value = vals[slot] if keep else detach(vals[slot])
         if plan.tag_slots:
-            # Straight into __dict__: nn.Module.__setattr__ costs microseconds per call.
-            self.__dict__["_tagged_values"] = [vals[s] for s in plan.tag_slots]
+            values = [vals[s] for s in plan.tag_slots]
+            if traced:
+                self._observed.publish_traced(values)
+            else:
+                self._observed.publish(values)
         if instrument is not None:
             instrument.publish(self, measured)
         return vals[plan.out_slot]
@@ -170,13 +222,18 @@ class GraphCore(nn.Module):
         else becomes a `GraphError` naming the node.
         """
         plan = self._plan
-        self.__dict__["_tagged_values"] = [
-            vals[slot] if step < index else None
-            for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
-        ]
-        if isinstance(error, Exception) and not isinstance(error, Cancelled):
-            raise node_error(plan, self._record, index, vals, error) from error
-        raise error
+        self._observed.publish(
+            [
+                vals[slot] if step < index else None
+                for slot, step in zip(plan.tag_slots, plan.tag_steps, strict=True)
+            ]
+        )
+        if not isinstance(error, Exception) or passes_through(error):
+            raise error
+        inference = inference_state_error(plan, self._record, index, self._nested_cells, error)
+        if inference is not None:
+            raise inference from error
+        raise node_error(plan, self._record, index, vals, error) from error
 
     def _reset_modules(self, x: Any) -> None:
         if isinstance(x, Tensor):
@@ -197,7 +254,6 @@ class GraphCore(nn.Module):
         # Each feature's transient attributes (profiles, histories, caches) stay
         # with the original.
         state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
-        state["_tagged_values"] = []
         state["_fast"] = None
         for cls in type(self).__mro__:
             for name in cls.__dict__.get("_transient", ()):
@@ -263,6 +319,7 @@ class GraphCore(nn.Module):
         state = self.__dict__
         state["_plan"] = compile_plan(self._record, self._plan.cells)
         state["_nested_cells"] = nested_cells(self)
+        self._watch_nested()
         if self._fast is not None:
             options = self._fast_options or {}
             for module in self.modules():
@@ -273,67 +330,6 @@ class GraphCore(nn.Module):
     def _instrument_with(self, instrument: Instrument | None) -> None:
         """Run every forward through `instrument` from now on (``None``: the plain loop)."""
         self.__dict__["_instrument"] = instrument
-
-    # -------------------------------------------------------------- the state
-
-    @property
-    def backprop_state(self) -> bool:
-        """Whether state keeps its autograd history from one call to the next.
-
-        ``False`` (the default): state is stored detached, so backward never reaches
-        an earlier call. ``True``: gradients flow across calls until `detach_state()`
-        cuts the history (truncated backpropagation through time). Setting it sets
-        it on every nested graph too.
-        """
-        return self._backprop_state
-
-    @backprop_state.setter
-    def backprop_state(self, keep: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, GraphCore):
-                module._backprop_state = bool(keep)
-
-    def reset_state(self) -> None:
-        """Forget all forward-reference state, here and in nested graphs.
-
-        The next call reads initial values (zeros unless declared), as a first call does.
-        """
-        for module in self.modules():
-            if isinstance(module, GraphCore):
-                for cell in module._plan.cells.values():
-                    cell.value = None
-
-    def detach_state(self) -> None:
-        """Cut the autograd history of all state, keeping its values; recursive.
-
-        Graphs store state detached unless ``backprop_state`` is set, so this
-        matters for those graphs, and for nested modules with their own
-        ``detach_state()`` method, which it calls too.
-        """
-        for module in self.modules():
-            if isinstance(module, GraphCore):
-                for cell in module._plan.cells.values():
-                    if cell.value is not None:
-                        cell.value = detach(cell.value)
-            elif module is not self:
-                method = getattr(module, "detach_state", None)
-                if callable(method):
-                    method()
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> GraphCore:
-        """Move state with the parameters on ``.to()``, ``.double()``, ``.cuda()``..."""
-        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        for cell in self._plan.cells.values():
-            if cell.value is not None:
-                cell.value = map_tensors(fn, cell.value)
-        # The record's declared initial values move too: a recompiled plan reads them.
-        inits = self._record.state_inits
-        for tag, init in inits.items():
-            if isinstance(init, Tensor) and not isinstance(init, nn.Parameter):
-                inits[tag] = fn(init)
-        for read in self._plan.state_reads:
-            read.init = inits.get(read.cell.tag)
-        return self
 
     # ------------------------------------------------------------ observation
 
@@ -347,7 +343,7 @@ class GraphCore(nn.Module):
         if index is None:
             known = ", ".join(self._plan.tag_index) or "none"
             raise KeyError(f"no tag {tag!r} in this graph; its tags are: {known}")
-        values = self._tagged_values
+        values = self._observed.values
         return values[index] if index < len(values) else None
 
     def traces(self, tag: str) -> list[Any] | None:
@@ -363,7 +359,7 @@ class GraphCore(nn.Module):
             KeyError: the tag does not exist in this graph.
         """
         loop = self._loop_at(tag)
-        if loop is None or loop._trace is None or not loop.traces:
+        if loop is None or loop._trace is None or not loop.traces or self.tagged(tag) is None:
             return None
         return list(loop.traces)
 
@@ -379,8 +375,13 @@ class GraphCore(nn.Module):
             KeyError: the tag does not exist in this graph.
         """
         loop = self._loop_at(tag)
-        if loop is None or not self._tagged_values:
+        out = self.tagged(tag)
+        if loop is None or out is None:  # not run in this thread's last call
             return None
+        if loop.mode == "for":  # also when the loop ran in compiled code, unobserved
+            batch = out.shape[0] if isinstance(out, Tensor) and out.dim() else 1
+            device = out.device if isinstance(out, Tensor) else None
+            return torch.full((batch,), loop.max_iter, dtype=torch.int64, device=device)
         return loop.iterations
 
     def _loop_at(self, tag: str) -> Loop | None:

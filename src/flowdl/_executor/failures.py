@@ -17,7 +17,76 @@ from flowdl._executor.plan import Plan
 from flowdl._ir.nodes import Node, NodeKind
 from flowdl._ir.record import FlowRecord
 
-__all__ = ["input_count_error", "node_error", "reset_error"]
+__all__ = [
+    "inference_state_error",
+    "input_count_error",
+    "named_inputs",
+    "node_error",
+    "reset_error",
+]
+
+
+def named_inputs(plan: Plan, given: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
+    """The inputs in call order, from positional values then keywords by declared name.
+
+    Raises:
+        GraphError: a keyword names no input, names one already given by position,
+            or an input is missing.
+    """
+    names = plan.input_names
+    call = f"g({', '.join(names)})"
+    for name in named:
+        if name not in names:
+            raise GraphError(
+                f"the graph has no input named {name!r}",
+                expected=f"inputs {', '.join(names)} ({call}; names after x come from .input)",
+                received=f"keyword {name}=...",
+                fix="pass the value by one of the declared names, or declare it with "
+                f".input({name!r}) when building",
+            )
+        if names.index(name) < len(given):
+            raise GraphError(
+                f"the input {name!r} is given twice: by position and by name",
+                expected=call,
+                received=f"{plural(len(given), 'positional input')} and {name}=...",
+                fix=f"pass {name!r} once",
+            )
+    missing = [n for n in names[len(given) :] if n not in named]
+    if missing:
+        raise GraphError(
+            f"the graph call misses {plural(len(missing), 'input')}: {', '.join(missing)}",
+            expected=call,
+            received=", ".join(
+                [*(f"{n} (by position)" for n in names[: len(given)]), *(f"{n}=" for n in named)]
+            ),
+            fix="pass every declared input, by position or by name",
+        )
+    return (*given, *(named[n] for n in names[len(given) :]))
+
+
+def inference_state_error(
+    plan: Plan, record: FlowRecord, i: int, nested: tuple[Any, ...], error: Exception
+) -> GraphError | None:
+    """Step `i` failed because state written under ``torch.inference_mode()`` meets
+    autograd; ``None`` when that is not why."""
+    if not isinstance(error, RuntimeError) or "nference tensor" not in str(error):
+        return None
+    cells = [*plan.cells.values(), *nested]
+    tags = sorted({c.tag for c in cells if isinstance(c.value, Tensor) and c.value.is_inference()})
+    if not tags:
+        return None
+    node = plan.step_nodes[i]
+    return GraphError(
+        f"the state {', '.join(map(repr, tags))} was written under torch.inference_mode(), "
+        "and inference tensors cannot take part in a call that records gradients",
+        node_id=node.id,
+        tags=tuple(node.tags),
+        call=str(node.call),
+        expected="state written outside inference mode (torch.no_grad() is fine)",
+        received=f"{type(error).__name__}: {first_line(error)}",
+        fix="evaluate under torch.no_grad() instead of torch.inference_mode(), or call "
+        "g.reset_state() after evaluating and before training again",
+    )
 
 
 def input_count_error(plan: Plan, got: int) -> GraphError:

@@ -92,12 +92,12 @@ def inline_step(step: Step) -> Step:
         return step._replace(fn=_inlined(fn))
     if isinstance(fn, Loop) and plan_of(fn.body) is not None:
         loop = Loop(_inlined(fn.body), fn.mode, fn.max_iter)
-        loop.bind_refs(fn._ref_names, fn._named)
+        loop.bind_refs(fn._ref_names, fn._named, fn._ref_rows)
         loop._last = fn._last  # the graph's loop still reports what happened
         return step._replace(fn=loop)
     if isinstance(fn, Gate) and any(plan_of(e) is not None for e in fn.experts):
         gate = Gate(_inlined(fn.router), [_inlined(e) for e in fn.experts])
-        gate.bind_refs(fn._ref_names, fn._named)
+        gate.bind_refs(fn._ref_names, fn._named, fn._ref_rows)
         return step._replace(fn=gate)
     return step
 

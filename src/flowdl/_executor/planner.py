@@ -80,7 +80,43 @@ def compute_levels(nodes: list[Node]) -> dict[int, int]:
     return level
 
 
-def _step_fn(node: Node, cells: dict[str, StateCell], record: FlowRecord) -> Callable[..., Any]:
+def per_sample_values(record: FlowRecord, level: dict[int, int]) -> dict[int, bool]:
+    """For every node, whether its value has one row per sample of this call's stream.
+
+    The rule (documented in the "Advanced graphs" chapter): the stream ``x`` is
+    per-sample; an auxiliary input is shared unless declared
+    ``.input(name, per_sample=True)``; the previous call's value of a tag (a
+    forward reference) is per-sample when the value that writes it is; any other
+    value is per-sample when one of its inputs is, unless one of its tags is
+    declared ``shared``. Nothing is decided from shapes.
+    """
+    nodes = record.nodes
+    order = sorted(nodes, key=lambda n: (level[n.index], n.index))
+    stream = record.inputs[0] if record.inputs else -1
+    rows: dict[int, bool] = {}
+    changed = True
+    while changed:  # state reads follow their writers, which may read them: a fixed point
+        changed = False
+        for node in order:
+            if node.kind is NodeKind.INPUT:
+                value = node.index == stream or node.input_name in record.per_sample_inputs
+            elif node.kind is NodeKind.STATE_READ:
+                writer = record.state_writers.get(node.state_tag or "")
+                value = writer is not None and rows.get(writer, False)
+            elif record.shared_tags.intersection(node.tags):
+                value = False
+            else:
+                value = any(rows.get(d, False) for d in node.inputs)
+            before = rows.get(node.index)
+            if before != value:
+                rows[node.index] = value
+                changed = changed or before is not None  # a state read turned per-sample
+    return rows
+
+
+def _step_fn(
+    node: Node, cells: dict[str, StateCell], record: FlowRecord, rows: dict[int, bool]
+) -> Callable[..., Any]:
     if node.kind is NodeKind.STATE_READ:
         assert node.state_tag is not None
         assert node.consumer is not None
@@ -94,7 +130,8 @@ def _step_fn(node: Node, cells: dict[str, StateCell], record: FlowRecord) -> Cal
     if node.kind is NodeKind.RESIDUAL:
         return residual_add
     if isinstance(node.module, ControlNode):
-        node.module.bind_refs(node.ref_names, uses_forward_named(node))
+        refs = node.inputs[node.n_stream :]
+        node.module.bind_refs(node.ref_names, uses_forward_named(node), [rows[d] for d in refs])
         return node.module
     if uses_forward_named(node):
         return NamedCall(node.module, tuple(node.ref_names))
@@ -173,6 +210,7 @@ def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) 
 
     kept = cells or {}
     cells = {tag: kept.get(tag) or StateCell(tag) for tag in record.state_writers}
+    rows = per_sample_values(record, level)
     steps: list[Step] = []
     step_slots: list[tuple[int, ...]] = []
     levels: dict[int, list[int]] = {}
@@ -181,7 +219,9 @@ def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) 
         reads = [slot_of[d] for d in node.dependencies]
         b = reads[1] if len(reads) > 1 else -1
         rest = tuple(reads[2:]) or None
-        steps.append(Step(_step_fn(node, cells, record), reads[0], b, rest, slot_of[node.index], i))
+        steps.append(
+            Step(_step_fn(node, cells, record, rows), reads[0], b, rest, slot_of[node.index], i)
+        )
         step_slots.append(tuple(reads))
         levels.setdefault(level[node.index], []).append(i)
         step_of[node.index] = i

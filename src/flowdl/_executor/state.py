@@ -13,13 +13,19 @@ from flowdl._ir.record import StateInit
 
 
 class StateCell:
-    """Holds the value a tag had at the end of the last completed call (or ``None``)."""
+    """Holds the value a tag had at the end of the last completed call (or ``None``).
 
-    __slots__ = ("tag", "value")
+    ``first`` is the initial value a consumer read in place of state (no value
+    yet): a per-sample halting loop gives it to the samples that halted before
+    the body ran, so that they keep their initial state as they would alone.
+    """
+
+    __slots__ = ("first", "tag", "value")
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
         self.value: Any = None
+        self.first: Any = None
 
     def __getstate__(self) -> tuple[str, Any]:
         # Copies and pickles carry the value, not its autograd history.
@@ -27,6 +33,7 @@ class StateCell:
 
     def __setstate__(self, state: tuple[str, Any]) -> None:
         self.tag, self.value = state
+        self.first = None
 
     def __repr__(self) -> str:
         return f"StateCell({self.tag!r}, {describe_value(self.value)})"
@@ -57,7 +64,8 @@ class StateRead:
         value = self.cell.value
         if value is not None:
             return value
-        return self.initial(like)
+        first = self.cell.first = self.initial(like)
+        return first
 
     def initial(self, like: Any) -> Any:
         """The value of a first call, given the consumer's stream `like`."""

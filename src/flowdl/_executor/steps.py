@@ -25,7 +25,7 @@ from typing import Any, NoReturn, Protocol
 from torch import Tensor
 
 from flowdl._context import Context
-from flowdl._errors import Cancelled
+from flowdl._errors import passes_through
 from flowdl._executor.plan import Plan, Step
 
 __all__ = [
@@ -163,7 +163,7 @@ def run_fast(
             item is not None
             and not isinstance(item, Step)
             and isinstance(error, Exception)
-            and not isinstance(error, Cancelled)
+            and not passes_through(error)
         ):
             i, error = item.locate(vals, error)
         graph._step_failed(vals, i, error)

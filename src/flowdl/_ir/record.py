@@ -28,6 +28,10 @@ class FlowRecord:
             output becomes the state for the next call.
         state_inits: declared first-call values of state, by tag.
         label: the graph's label, if any.
+        per_sample_inputs: auxiliary inputs declared per-sample (``.input(name,
+            per_sample=True)``): their rows are the samples of the stream.
+        shared_tags: tags declared shared (``.tag(name, shared=True)``): the same
+            value for every sample, though computed from the stream.
     """
 
     nodes: list[Node]
@@ -39,3 +43,5 @@ class FlowRecord:
     state_writers: dict[str, int]
     state_inits: dict[str, StateInit]
     label: str | None
+    per_sample_inputs: frozenset[str] = frozenset()
+    shared_tags: frozenset[str] = frozenset()
