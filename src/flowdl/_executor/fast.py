@@ -54,16 +54,22 @@ def is_static(fn: Any) -> bool:
 
 def inlinable(plan: Plan) -> bool:
     """A nested graph's plan whose steps can run inside the parent's compiled segment: no
-    state, no ``reset()``, only static steps (recursively)."""
-    return not plan.cells and not plan.resets and all(is_static(step.fn) for step in plan.steps)
+    state, no ``reset()``, no tags (a nested graph with tags runs its own call, in its own
+    fast mode, so that it reports its tags as in eager mode), only static steps
+    (recursively)."""
+    return (
+        not plan.cells
+        and not plan.resets
+        and not plan.tag_slots
+        and all(is_static(step.fn) for step in plan.steps)
+    )
 
 
 class InlineGraph:
     """Runs a nested graph's plan directly, inside a compiled segment.
 
     Skips what `Graph.forward` does around the plan (input checks, the context,
-    tagged values, error wrapping): a nested graph inlined in fast mode records no
-    tagged values of its own.
+    error wrapping); only graphs without tags or state are inlined (`inlinable`).
     """
 
     def __init__(self, plan: Plan) -> None:
