@@ -147,6 +147,18 @@ def run_inner(
         ) from error
 
 
+def cannot_export(what: str, received: str, fix: str) -> ControlFlowError:
+    """The error for a construct that `torch.export` cannot capture: `what` decides from
+    the values at run time (how many iterations, which samples go where)."""
+    return ControlFlowError(
+        f"{what} cannot be exported: it decides at run time, from the values, {received}",
+        expected="a graph of fixed structure for torch.export: modules, merges, residuals, "
+        "loops with a fixed count (.for_(n)), dense gates, whole-batch switches",
+        received=what,
+        fix=fix,
+    )
+
+
 def batch_size(value: Any, role: str, why: str) -> int:
     """The leading dimension of `value`, which must be a tensor with one."""
     if isinstance(value, Tensor) and value.dim() > 0:

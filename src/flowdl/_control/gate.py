@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from flowdl._control.base import Callables, ControlNode, run_inner
+from flowdl._control.base import Callables, ControlNode, cannot_export, run_inner
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError
 
@@ -115,6 +115,12 @@ class Gate(ControlNode):
         return w.reshape(w.shape + (1,) * (y.dim() - w.dim()))
 
     def _sparse(self, x: Tensor, weights: Tensor) -> Tensor:
+        if torch.compiler.is_exporting():
+            raise cannot_export(
+                "a sparse .gate(...) (top-k routing)",
+                "which samples each expert runs on",
+                "export with a dense router (fl.SoftmaxRouter), or run this graph with g.compile()",
+            )
         if weights.shape[0] != x.shape[0]:
             raise ControlFlowError(
                 "the router's weights have another batch size than the stream",

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, NoReturn
 import torch
 from torch import Tensor, nn
 
-from flowdl._control.base import ControlNode, batch_size, run_inner
+from flowdl._control.base import ControlNode, batch_size, cannot_export, run_inner
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError, passes_through
 from flowdl._executor.plan import plan_of
@@ -117,8 +117,17 @@ class Loop(ControlNode):
         return self._last.traces
 
     def forward(self, state: Any, *refs: Any) -> Any:
-        if torch.compiler.is_compiling():  # traced (torch.compile, torch.export): no observation
-            return self._traced(state, refs)
+        if torch.compiler.is_compiling():  # traced (torch.compile, torch.export)
+            if self.mode == "for":  # nothing to observe: `Graph.iterations` knows the count
+                return self._traced(state, refs)
+            if torch.compiler.is_exporting():
+                raise cannot_export(
+                    f"a .{self.mode}{'_' if self.mode == 'while' else ''}(cond, "
+                    f"max_iter={self.max_iter}) loop",
+                    "how many iterations each sample runs",
+                    "export a graph whose loops have fixed counts (.for_(n)), or run this "
+                    "graph with g.compile() (fast mode keeps halting loops out of compiled code)",
+                )
         last = self._last
         if isinstance(state, Tensor):
             last.batch = int(state.shape[0]) if state.dim() > 0 else 1
@@ -132,20 +141,7 @@ class Loop(ControlNode):
     # ------------------------------------------------------------------ runs
 
     def _traced(self, state: Any, refs: tuple[Any, ...]) -> Any:
-        """The loop as a tracer sees it: the iterations of ``for_``, nothing observed.
-
-        Halting decides from values at run time, which a traced graph cannot.
-        """
-        if self.mode != "for":
-            raise ControlFlowError(
-                f"a {self.mode}_ loop cannot be traced: it decides from the values at run "
-                "time how many iterations to run",
-                expected="loops with a fixed count (.for_(n)) in a graph given to "
-                "torch.export or torch.compile(fullgraph=True)",
-                received=f".loop(...).{self.mode}_(..., max_iter={self.max_iter})",
-                fix="export a graph whose loops have fixed counts, or run this graph "
-                "eagerly (g.compile() keeps halting loops out of compiled code)",
-            )
+        """The iterations of ``for_`` as a tracer sees them: a plain unrolled loop."""
         for _ in range(self.max_iter):
             state = self.call_receiver(state, refs)
         return state

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from flowdl._control.base import Callables, ControlNode, batch_size, run_inner
+from flowdl._control.base import Callables, ControlNode, batch_size, cannot_export, run_inner
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError
 
@@ -101,6 +101,13 @@ class Switch(ControlNode):
         )
 
     def _per_sample(self, x: Tensor, index: Tensor) -> Any:
+        if torch.compiler.is_exporting():
+            raise cannot_export(
+                "a per-sample .switch(...)",
+                "which samples each branch runs on",
+                "export with a selector choosing one branch for the whole batch (a Python "
+                "int), or run this graph with g.compile()",
+            )
         n = len(self.branches)
         batch = index.shape[0]
         if batch == 0:  # nothing to route: the first branch shapes the empty output

@@ -35,6 +35,7 @@ from flowdl._executor.failures import (
     named_inputs,
     node_error,
     reset_error,
+    state_export_error,
 )
 from flowdl._executor.fast import FastItem, split_plan
 from flowdl._executor.graph_state import GraphState
@@ -155,7 +156,11 @@ class GraphCore(GraphState):
         if named:
             inputs = named_inputs(self._plan, inputs, named)
         guard = self._guard
-        if guard is None or torch.compiler.is_compiling():
+        if guard is None:
+            return self._run(inputs, ctx)
+        if torch.compiler.is_compiling():
+            if torch.compiler.is_exporting():
+                raise state_export_error(self._plan, self._nested_cells)
             return self._run(inputs, ctx)
         return guard.call(self, inputs, ctx)
 

@@ -23,7 +23,22 @@ __all__ = [
     "named_inputs",
     "node_error",
     "reset_error",
+    "state_export_error",
 ]
+
+
+def state_export_error(plan: Plan, nested: tuple[Any, ...]) -> GraphError:
+    """`torch.export` was given a graph that carries state from call to call."""
+    tags = sorted({*plan.cells, *(cell.tag for cell in nested)})
+    return GraphError(
+        f"a graph with state ({', '.join(map(repr, tags))}) cannot be exported: an exported "
+        "program cannot keep a value from one call to the next",
+        expected="a graph without forward references (.using of a tag defined later) for "
+        "torch.export",
+        received=f"forward-reference state {', '.join(map(repr, tags))}",
+        fix="export one step with the state as an input and an output: declare it with "
+        ".input('h') and return it, and carry it yourself from call to call",
+    )
 
 
 def named_inputs(plan: Plan, given: tuple[Any, ...], named: dict[str, Any]) -> tuple[Any, ...]:
