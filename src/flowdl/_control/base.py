@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from flowdl._context import Context, current_context
 from flowdl._describe import describe_module, describe_value
 from flowdl._errors import ControlFlowError, passes_through
+from flowdl._executor.plan import plan_of
 from flowdl._watch.constructs import ConstructReplacement, EntriesReplacement
 
 
@@ -145,6 +146,42 @@ def run_inner(
             fix=getattr(error, "fix", None)
             or "see the chained exception above for the inner failure",
         ) from error
+
+
+def keeps_batch_state(fn: Any) -> bool:
+    """Whether `fn` holds per-batch state: a graph with forward-reference state, or a
+    module with ``reset()`` or ``trace()`` somewhere inside."""
+    if not isinstance(fn, nn.Module):
+        return False
+    for module in fn.modules():
+        plan = plan_of(module)
+        if plan is not None and plan.cells:
+            return True
+        if isinstance(module, ControlNode):
+            continue  # its reset() only forwards to inner modules, which are visited too
+        if callable(getattr(module, "reset", None)) or callable(getattr(module, "trace", None)):
+            return True
+    return False
+
+
+def carries_state(fn: Any) -> bool:
+    """Whether `fn` is or holds a graph with forward-reference state."""
+    if not isinstance(fn, nn.Module):
+        return False
+    return any((plan := plan_of(m)) is not None and plan.cells for m in fn.modules())
+
+
+def stateful_on_some_samples(construct: str, role: str, i: int, fn: Any) -> ControlFlowError:
+    """The error for per-sample routing to an inner graph that keeps forward-reference state."""
+    return ControlFlowError(
+        f"{construct} routes some samples to {role} {i} ({describe_module(fn)}), which keeps "
+        "state from call to call, row by row: with a different subset of samples at every "
+        "call, its rows would belong to other samples",
+        expected=f"{role}s without forward-reference state when samples are routed one by one",
+        received=f"{role} {i}: {describe_module(fn)}",
+        fix=f"keep the state outside the {role}s (a forward reference around the whole "
+        "construct), or route the whole batch at once",
+    )
 
 
 def cannot_export(what: str, received: str, fix: str) -> ControlFlowError:

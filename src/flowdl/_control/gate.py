@@ -8,7 +8,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from flowdl._control.base import Callables, ControlNode, cannot_export, run_inner
+from flowdl._control.base import (
+    Callables,
+    ControlNode,
+    cannot_export,
+    carries_state,
+    run_inner,
+    stateful_on_some_samples,
+)
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError
 
@@ -25,7 +32,9 @@ class Gate(ControlNode):
     weights that are zero for most experts. The gate then runs each expert only
     on the samples that give it a non-zero weight and adds the weighted outputs
     back in batch order; an expert that receives no sample does not run. The
-    result equals the dense gate on the same weights.
+    result equals the dense gate on the same weights. An expert with
+    forward-reference state is refused there (its rows would belong to other
+    samples from call to call); a dense gate runs it on the whole batch.
 
     Attributes:
         router: the router.
@@ -45,8 +54,9 @@ class Gate(ControlNode):
         self._start_watching()
 
     def _refresh(self, sources: set[int]) -> None:
-        """Whether the router is sparse (also after it is replaced)."""
+        """Whether the router is sparse, which experts keep state (also after a replacement)."""
         self.sparse = bool(getattr(self.router, "sparse", False))
+        self._stateful = [i for i, fn in enumerate(self.experts) if carries_state(fn)]
 
     def rebuilt(self) -> Gate:
         return Gate(self.router, list(self.experts))
@@ -121,6 +131,9 @@ class Gate(ControlNode):
                 "which samples each expert runs on",
                 "export with a dense router (fl.SoftmaxRouter), or run this graph with g.compile()",
             )
+        if self._stateful:
+            i = self._stateful[0]
+            raise stateful_on_some_samples("a sparse gate", "expert", i, self.experts[i])
         if weights.shape[0] != x.shape[0]:
             raise ControlFlowError(
                 "the router's weights have another batch size than the stream",

@@ -10,7 +10,13 @@ from typing import Any, ClassVar, Literal, NoReturn
 import torch
 from torch import Tensor, nn
 
-from flowdl._control.base import ControlNode, batch_size, cannot_export, run_inner
+from flowdl._control.base import (
+    ControlNode,
+    batch_size,
+    cannot_export,
+    keeps_batch_state,
+    run_inner,
+)
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError, passes_through
 from flowdl._executor.plan import plan_of
@@ -331,22 +337,6 @@ class Loop(ControlNode):
 def _rows(active: Tensor, like: Tensor) -> Tensor:
     """The `[B]` mask shaped to select rows of `like`: ``[B, 1, ...]``."""
     return active.reshape(active.shape + (1,) * (like.dim() - 1))
-
-
-def keeps_batch_state(fn: Any) -> bool:
-    """Whether `fn` holds per-batch state: a graph with forward-reference state, or a
-    module with ``reset()`` or ``trace()`` somewhere inside."""
-    if not isinstance(fn, nn.Module):
-        return False
-    for module in fn.modules():
-        plan = plan_of(module)
-        if plan is not None and plan.cells:
-            return True
-        if isinstance(module, ControlNode):
-            continue  # its reset() only forwards to inner modules, which are visited too
-        if callable(getattr(module, "reset", None)) or callable(getattr(module, "trace", None)):
-            return True
-    return False
 
 
 def _state_cells(fn: Any) -> list[Any]:

@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from flowdl._control.base import Callables, ControlNode, batch_size, cannot_export, run_inner
+from flowdl._control.base import (
+    Callables,
+    ControlNode,
+    batch_size,
+    cannot_export,
+    carries_state,
+    run_inner,
+    stateful_on_some_samples,
+)
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError
 
@@ -25,8 +33,10 @@ class Switch(ControlNode):
     differentiable.
 
     Branches see a different number of samples from call to call, so they are not
-    reset (``reset()``) by the graph and should not carry per-batch state; the
-    selector is reset.
+    reset (``reset()``) by the graph; the selector is reset. A branch that is a
+    graph with forward-reference state runs under whole-batch routing, and is
+    refused (with the reason) under per-sample routing, where its rows would
+    belong to other samples from call to call.
 
     Attributes:
         selector: the selector.
@@ -43,7 +53,12 @@ class Switch(ControlNode):
         super().__init__()
         self.selector = selector
         self.branches = Callables(branches, role="branch")
+        self._refresh(set())
         self._start_watching()
+
+    def _refresh(self, sources: set[int]) -> None:
+        """Which branches keep state (also after a replacement)."""
+        self._stateful = [i for i, fn in enumerate(self.branches) if carries_state(fn)]
 
     def rebuilt(self) -> Switch:
         return Switch(self.selector, list(self.branches))
@@ -108,6 +123,9 @@ class Switch(ControlNode):
                 "export with a selector choosing one branch for the whole batch (a Python "
                 "int), or run this graph with g.compile()",
             )
+        if self._stateful:
+            i = self._stateful[0]
+            raise stateful_on_some_samples("a per-sample switch", "branch", i, self.branches[i])
         n = len(self.branches)
         batch = index.shape[0]
         if batch == 0:  # nothing to route: the first branch shapes the empty output
