@@ -257,3 +257,18 @@ def test_declared_initial_values_change_the_hash() -> None:
 
     inits = [None, (2,), (3,), torch.zeros(1, 2), torch.zeros(2, 2), torch.zeros_like]
     assert len({h(stateful(i)) for i in inits}) == len(inits)
+
+
+def test_per_sample_inputs_and_shared_tags_change_the_hash() -> None:
+    # How a halting loop cuts its references' rows; set on the record as the builder would.
+    def graph() -> fl.Graph:
+        return (
+            fl.Flow(nn.Linear(2, 2)).input("aux").tag("h").through(Mix(2)).using("aux", "h").build()
+        )
+
+    base = h(graph())
+    per_sample = graph()
+    per_sample._record.per_sample_inputs = frozenset({"aux"})
+    shared = graph()
+    shared._record.shared_tags = frozenset({"h"})
+    assert len({base, h(per_sample), h(shared)}) == 3
