@@ -59,7 +59,17 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("roof", ("flowdl._graph", "flowdl._builder")),
-    ("tools", ("flowdl._monitor", "flowdl.data", "flowdl._bench", "flowdl._cli", "flowdl")),
+    (
+        "tools",
+        (
+            "flowdl._monitor",
+            "flowdl.data",
+            "flowdl._bench",
+            "flowdl._fuzz",
+            "flowdl._cli",
+            "flowdl",
+        ),
+    ),
 ]
 """The floors, lowest first, and the modules (or packages) on each."""
 
@@ -69,6 +79,7 @@ LAZY_IMPORTS = {
     ("flowdl._cli.bench", "flowdl._bench.protocol"),
     ("flowdl._cli.bench", "flowdl._bench.report"),
     ("flowdl._cli.bench", "flowdl._bench.suite"),
+    ("flowdl._cli.fuzz", "flowdl._fuzz.run"),
 }
 """Imports of flowdl modules inside functions: the HTTP server, loaded when a dashboard
 is first served, and the command line's commands, loaded when run."""

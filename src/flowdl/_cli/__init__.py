@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flowdl._cli.bench import add_bench_parser, run_bench
+from flowdl._cli.fuzz import add_fuzz_parser, run_fuzz
 from flowdl._version import __version__
 
 
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         "after training until Enter",
     )
     add_bench_parser(commands)
+    add_fuzz_parser(commands)
     return parser
 
 
@@ -74,5 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if result.learned else 1
     if args.command == "bench":
         return run_bench(args, parser, argv)
+    if args.command == "fuzz":
+        return run_fuzz(args, parser)
     parser.print_help(sys.stderr)
     return 2
