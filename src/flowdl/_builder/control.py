@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from flowdl._builder.core import FlowCore, NodeLike
+from flowdl._builder.core import FlowCore, NodeLike, builder_call
 from flowdl._builder.open_builders import LoopBuilder, MapBuilder
 from flowdl._control.base import ControlNode
 from flowdl._control.gate import Gate
@@ -26,6 +26,7 @@ C = TypeVar("C", bound="ControlMixin")
 class ControlMixin(FlowCore):
     """The builder calls that route, repeat and map."""
 
+    @builder_call
     def loop(self, body: NodeLike) -> LoopBuilder:
         """Repeat `body` on the stream; finish with ``.for_(n)``, ``.while_`` or ``.until``.
 
@@ -51,6 +52,7 @@ class ControlMixin(FlowCore):
         call, fn = self._open_construct("loop", body)
         return LoopBuilder(self, call, fn)  # type: ignore[arg-type]
 
+    @builder_call
     def map(self, body: NodeLike) -> MapBuilder:
         """Apply `body` row by row; finish with ``.each()``, ``.over(tag)`` or ``.slices(n)``.
 
@@ -72,6 +74,7 @@ class ControlMixin(FlowCore):
         call, fn = self._open_construct("map", body)
         return MapBuilder(self, call, fn)  # type: ignore[arg-type]
 
+    @builder_call
     def gate(self: C, router: NodeLike, *experts: NodeLike) -> C:
         """Soft routing (mixture of experts): ``sum_i w[:, i] * expert_i(x)``, ``w = router(x)``.
 
@@ -97,6 +100,7 @@ class ControlMixin(FlowCore):
         self._calls.append(call)
         return self._add_construct("gate", Gate(fn, fns), [stream], call)
 
+    @builder_call
     def switch(self: C, selector: NodeLike, *branches: NodeLike) -> C:
         """Hard routing: only the selected branch runs, for the whole batch or per sample.
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 from flowdl._builder.control import ControlMixin
-from flowdl._builder.core import NodeLike
+from flowdl._builder.core import NodeLike, builder_call, not_built
 from flowdl._builder.naming import NamingMixin
 from flowdl._builder.references import ReferencesMixin
 from flowdl._describe import plural
@@ -17,10 +19,16 @@ from flowdl._tree.children import check_children
 class Flow(NamingMixin, ReferencesMixin, ControlMixin):
     """Build a graph by chaining calls; `build()` turns the chain into an `fl.Graph`.
 
-    Every call returns the same `Flow`, so a model reads top to bottom. Mistakes
-    raise `fl.BuildError` at the call that makes them, or at `build()` for what can
-    only be seen on the whole graph (open branches, tags never defined, modules
-    fed the wrong inputs).
+    A flow is a value: every call returns a new `Flow` and leaves the one it is
+    called on unchanged, so a model reads top to bottom and a prefix can be shared.
+    Extending one trunk twice gives two graphs holding the same trunk modules
+    (modules are never copied: training one trains the trunk of the other). Keep
+    what each call returns (``flow = flow.through(m)`` in a loop): a result dropped
+    unused is refused at the next call on the flow, rather than built without.
+
+    Mistakes raise `fl.BuildError` at the call that makes them, or at `build()` for
+    what can only be seen on the whole graph (open branches, tags never defined,
+    modules fed the wrong inputs).
 
     Modules passed to the builder become submodules of the graph; plain callables
     are only called, so a callable that uses a module's weights (a lambda, a bound
@@ -40,11 +48,20 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         ...        .build())
         >>> g(torch.randn(8, 2)).shape
         torch.Size([8, 2])
+
+        A shared prefix:
+
+        >>> trunk = fl.Flow(nn.Linear(2, 8)).through(nn.ReLU())
+        >>> small = trunk.through(nn.Linear(8, 1)).build()
+        >>> large = trunk.through(nn.Linear(8, 4)).build()
+        >>> small.Linear_0 is large.Linear_0, trunk
+        (True, <unbuilt fl.Flow(Linear(in_features=2, out_features=8, bias=True)).through(ReLU())>)
     """
 
     def __init__(self, module: NodeLike) -> None:
         self._start(module)
 
+    @builder_call
     def through(self, module: NodeLike) -> Flow:
         """Append a module to the stream: ``x -> module(x)``.
 
@@ -66,6 +83,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         self._targets = [node]
         return self
 
+    @builder_call
     def also(self, module: NodeLike) -> Flow:
         """Add a residual connection: ``x -> x + module(x)``.
 
@@ -88,6 +106,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         self._targets = [inner]
         return self
 
+    @builder_call
     def fork(self, module: NodeLike) -> Flow:
         """Run a side branch ``module(x)`` and keep ``x`` as the stream.
 
@@ -112,6 +131,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         self._pending_fork = side
         return self
 
+    @builder_call
     def split(self, *modules: NodeLike) -> Flow:
         """Open parallel branches, each applying one module to the same input.
 
@@ -148,6 +168,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         self._split_call = call
         return self
 
+    @builder_call
     def merge(self, op: NodeLike) -> Flow:
         """Combine the open branches with ``op(branch_0, branch_1, ...)``.
 
@@ -196,6 +217,7 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
             >>> isinstance(g, torch.nn.Module), sum(p.numel() for p in g.parameters())
             (True, 10)
         """
+        self._check_derived("build")
         call = self._begin("build", ())
         if len(self._streams) > 1:
             n = len(self._streams)
@@ -216,6 +238,19 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         graph = Graph(self._record())
         check_children(graph, str(call))
         return graph
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """An unbuilt flow is not a module: calling it is a `BuildError` saying to build it.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> fl.Flow(torch.nn.Identity())(torch.zeros(2))
+            Traceback (most recent call last):
+            ...
+            flowdl._errors.BuildError: an unbuilt fl.Flow cannot be called: call .build() first
+            ...
+        """
+        raise not_built(self, args)
 
     def __repr__(self) -> str:
         chain = "".join(c.text for c in self._calls)

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import torch
 
 from flowdl._builder.arguments import check_name
-from flowdl._builder.core import UNSET, FlowCore
+from flowdl._builder.core import UNSET, FlowCore, builder_call
 from flowdl._errors import BuildError
 from flowdl._ir.nodes import BuilderCall, NodeKind
 from flowdl._ir.record import StateInit
@@ -18,6 +18,7 @@ N = TypeVar("N", bound="NamingMixin")
 class NamingMixin(FlowCore):
     """The builder calls that name things."""
 
+    @builder_call
     def tag(self: N, name: str, *, init: StateInit = UNSET) -> N:
         """Name the current point of the stream (or the side output of a `fork`).
 
@@ -68,6 +69,7 @@ class NamingMixin(FlowCore):
             self._state_inits[name] = state_init
         return self
 
+    @builder_call
     def tag_group(self: N, name: str) -> N:
         """After `split`, tag every branch: ``name_0``, ``name_1``, ...; the group is ``name``.
 
@@ -115,6 +117,7 @@ class NamingMixin(FlowCore):
         self._groups[name] = members
         return self
 
+    @builder_call
     def input(self: N, *names: str) -> N:
         """Declare auxiliary graph inputs, read with ``.using(name)``.
 
@@ -165,6 +168,7 @@ class NamingMixin(FlowCore):
             self._define_tag(name, node)
         return self
 
+    @builder_call
     def label(self: N, name: str) -> N:
         """Name this graph; nested graphs are then addressable by dotted paths.
 
@@ -237,7 +241,7 @@ class NamingMixin(FlowCore):
 
     def _define_tag(self, name: str, node: int) -> None:
         self._tags[name] = node
-        self._nodes[node].tags.append(name)
+        self._own(node).tags.append(name)
         if name in self._pending_refs:
             del self._pending_refs[name]
             self._state_writers[name] = node

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowdl._builder.arguments import check_name
+from flowdl._builder.core import Unfinished, not_built, unfinished
 from flowdl._control.loop import Loop, LoopMode
 from flowdl._control.map import Map
 from flowdl._describe import describe_module
@@ -16,39 +17,33 @@ if TYPE_CHECKING:
     from flowdl._builder.flow import Flow
 
 
-class _OpenBuilder:
-    """Shared by `LoopBuilder` and `MapBuilder`: finishing the construct exactly once."""
+class _OpenBuilder(Unfinished):
+    """Shared by `LoopBuilder` and `MapBuilder`: a value, like the flow.
+
+    Each terminator returns a new flow with the construct closed and leaves the
+    builder as it was. A flow's builder call on it (``.build()``, ``.through()``)
+    is a `BuildError` naming the missing terminator.
+    """
+
+    _flow: Flow  # the chain with `call` recorded, waiting for its terminator
 
     def __init__(self, flow: Flow, call: BuilderCall, body: Any) -> None:
         self._flow = flow
         self._call = call
         self._body = body
-        self._finished_by: BuilderCall | None = None
 
-    def _terminate(self, method: str, args: tuple[Any, ...]) -> BuilderCall:
-        """Close the construct and record the terminator call (checked by the caller)."""
-        flow = self._flow
-        if self._finished_by is not None:
-            call = BuilderCall(len(flow._calls) + 1, method, args)
-            raise BuildError(
-                f"{self._call.text} is already finished by {self._finished_by.text}",
-                call=str(call),
-                expected="one terminator per construct",
-                received=f"{self._call.text}{self._finished_by.text} and then {call.text}",
-                fix="continue the chain on the flow the first terminator returned",
-            )
+    def _terminate(self, method: str, args: tuple[Any, ...]) -> tuple[Flow, BuilderCall]:
+        """A new flow to close the construct on, and the terminator call (checked by the
+        caller, then recorded by `_finish`)."""
+        flow = self._flow._derive(method, args, {})
         flow._open = None
-        try:
-            return flow._next_call(method, args)
-        finally:
-            flow._open = self._call
+        return flow, flow._next_call(method, args)
 
-    def _finish(self, call: BuilderCall, module: Any, inputs: list[int]) -> Flow:
-        flow = self._flow
-        flow._open = None
+    def _finish(self, flow: Flow, call: BuilderCall, module: Any, inputs: list[int]) -> Flow:
         flow._calls.append(call)
-        self._finished_by = call
-        return flow._add_construct(self._call.method, module, inputs, self._call)
+        flow._add_construct(self._call.method, module, inputs, self._call)
+        self._flow._adopt(flow)
+        return flow
 
     def _count(self, call: BuilderCall, name: str, value: Any, fix: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -61,12 +56,37 @@ class _OpenBuilder:
             )
         return value
 
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise not_built(self._flow, args, self._call)
+
+    if not TYPE_CHECKING:  # at run time only: mypy keeps seeing the builder's own methods
+
+        def __getattr__(self, name: str) -> Any:
+            """A flow's method (``.build``, ``.through``...): refused, naming the terminator."""
+            if name.startswith("_") or not callable(getattr(type(self._flow), name, None)):
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+            def refuse(*args: Any, **kwargs: Any) -> NoReturn:
+                call = self._flow._next_call(name, args, **kwargs)
+                raise unfinished(
+                    self._call,
+                    call,
+                    f"{self._call.text}{call.text}",
+                    "finish it first, e.g. {finish}; the terminator returns the flow, on "
+                    "which the chain goes on",
+                )
+
+            return refuse
+
     def __repr__(self) -> str:
         return f"<unfinished {''.join(c.text for c in self._flow._calls)}>"
 
 
 class LoopBuilder(_OpenBuilder):
     """Returned by `Flow.loop`; one of `for_`, `while_`, `until` finishes the loop.
+
+    Like a flow, it is a value: a terminator returns a new flow and leaves the
+    builder (and the flow `loop` was called on) unchanged.
 
     Example:
         >>> import torch, flowdl as fl
@@ -79,9 +99,9 @@ class LoopBuilder(_OpenBuilder):
 
     def for_(self, n: int) -> Flow:
         """Run the body exactly `n` (>= 1) times."""
-        call = self._terminate("for_", (n,))
+        flow, call = self._terminate("for_", (n,))
         n = self._count(call, "n", n, "use .through(body) for a single application")
-        return self._finish(call, Loop(self._body, "for", n), self._stream())
+        return self._finish(flow, call, Loop(self._body, "for", n), [flow._streams[0]])
 
     def while_(self, cond: Any, max_iter: int) -> Flow:
         """Before each iteration, halt where ``cond(state) > 0``: 0 to `max_iter` iterations.
@@ -99,8 +119,8 @@ class LoopBuilder(_OpenBuilder):
         return self._halting("until", "until", cond, max_iter)
 
     def _halting(self, method: str, mode: LoopMode, cond: Any, max_iter: int) -> Flow:
-        call = self._terminate(method, (cond, max_iter))
-        fn = self._flow._node_callable(cond, call)
+        flow, call = self._terminate(method, (cond, max_iter))
+        fn = flow._node_callable(cond, call)
         max_iter = self._count(
             call,
             "max_iter",
@@ -108,14 +128,14 @@ class LoopBuilder(_OpenBuilder):
             "max_iter bounds the loop; give it the most iterations you allow, e.g. 10",
         )
         check_stream_only(fn, f"the halt condition ({describe_module(fn)})", call)
-        return self._finish(call, Loop(self._body, mode, max_iter, fn), self._stream())
-
-    def _stream(self) -> list[int]:
-        return [self._flow._streams[0]]
+        return self._finish(flow, call, Loop(self._body, mode, max_iter, fn), [flow._streams[0]])
 
 
 class MapBuilder(_OpenBuilder):
     """Returned by `Flow.map`; `each`, `over` or `slices` finishes the map.
+
+    Like a flow, it is a value: `batched` returns a new builder, a terminator a new
+    flow, and neither changes the builder it is called on.
 
     Example:
         >>> import torch, flowdl as fl
@@ -124,14 +144,13 @@ class MapBuilder(_OpenBuilder):
         torch.Size([3, 4])
     """
 
-    def __init__(self, flow: Flow, call: BuilderCall, body: Any) -> None:
+    def __init__(self, flow: Flow, call: BuilderCall, body: Any, batched: bool = False) -> None:
         super().__init__(flow, call, body)
-        self._batched = False
+        self._batched = batched
 
     def batched(self) -> MapBuilder:
         """Call the body once on all rows instead of row by row (then a terminator)."""
-        flow = self._flow
-        call = self._terminate("batched", ())
+        flow, call = self._terminate("batched", ())
         if self._batched:
             raise BuildError(
                 ".batched() is given twice",
@@ -141,22 +160,22 @@ class MapBuilder(_OpenBuilder):
                 fix="remove the second .batched()",
             )
         flow._calls.append(call)
-        self._batched = True
-        return self
+        flow._open = self._call
+        self._flow._adopt(flow)
+        return MapBuilder(flow, self._call, self._body, batched=True)
 
     def each(self) -> Flow:
         """Apply the body to every row of the stream (along dimension 0)."""
-        call = self._terminate("each", ())
+        flow, call = self._terminate("each", ())
         module = Map(self._body, "each", batched=self._batched)
-        return self._finish(call, module, [self._flow._streams[0]])
+        return self._finish(flow, call, module, [flow._streams[0]])
 
     def over(self, tag: str) -> Flow:
         """Apply the body to every row of the value named `tag` (defined earlier).
 
         The current stream is left as it is; the map's output becomes the stream.
         """
-        flow = self._flow
-        call = self._terminate("over", (tag,))
+        flow, call = self._terminate("over", (tag,))
         check_name(tag, "tag", call)
         if tag not in flow._tags:
             known = ", ".join(sorted(flow._tags)) or "none"
@@ -172,14 +191,14 @@ class MapBuilder(_OpenBuilder):
                 else f"define it with .tag({tag!r}) before .map(...), or fix the name",
             )
         module = Map(self._body, "over", batched=self._batched)
-        return self._finish(call, module, [flow._tags[tag]])
+        return self._finish(flow, call, module, [flow._tags[tag]])
 
     def slices(self, n: int) -> Flow:
         """Cut the last dimension into `n` equal slices and apply the body to each.
 
         ``[B, D] -> [B * n, D / n] -> body -> [B * n, D'] -> [B, n * D']``.
         """
-        call = self._terminate("slices", (n,))
+        flow, call = self._terminate("slices", (n,))
         n = self._count(call, "n", n, "use .each() to map whole rows")
         module = Map(self._body, "slices", n_slices=n, batched=self._batched)
-        return self._finish(call, module, [self._flow._streams[0]])
+        return self._finish(flow, call, module, [flow._streams[0]])

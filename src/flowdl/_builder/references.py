@@ -6,7 +6,7 @@ import difflib
 from typing import TypeVar
 
 from flowdl._builder.arguments import check_name
-from flowdl._builder.core import FlowCore
+from flowdl._builder.core import FlowCore, builder_call
 from flowdl._errors import BuildError
 from flowdl._ir.nodes import BuilderCall, NodeKind
 
@@ -16,6 +16,7 @@ R = TypeVar("R", bound="ReferencesMixin")
 class ReferencesMixin(FlowCore):
     """`using` and the wiring of references."""
 
+    @builder_call
     def using(self: R, *tags: str) -> R:
         """Feed tagged values to the last node as extra inputs, after the stream.
 
@@ -36,8 +37,17 @@ class ReferencesMixin(FlowCore):
             [[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]
         """
         call = self._next_call("using", tags)
-        for tag in tags:
+        for k, tag in enumerate(tags):
             check_name(tag, "tag", call)
+            if tag in tags[:k]:
+                once = ", ".join(map(repr, dict.fromkeys(tags)))
+                raise BuildError(
+                    f"the tag {tag!r} is listed twice in {call.text}",
+                    call=str(call),
+                    expected="each tag once: a node reads each reference once",
+                    received=f"{len(tags)} tags: {', '.join(map(repr, tags))}",
+                    fix=f"list it once: .using({once})",
+                )
             if tag in self._groups:
                 members = self._groups[tag]
                 raise BuildError(
@@ -78,7 +88,7 @@ class ReferencesMixin(FlowCore):
         return self
 
     def _wire_ref(self, target: int, tag: str, call: BuilderCall) -> None:
-        node = self._nodes[target]
+        node = self._own(target)
         if tag in self._tags:
             producer = self._tags[tag]
         else:
@@ -92,7 +102,7 @@ class ReferencesMixin(FlowCore):
                 like=node.inputs[0],
                 consumer=target,
             )
-            self._pending_refs.setdefault(tag, []).append(producer)
+            self._pending_refs[tag] = [*self._pending_refs.get(tag, ()), producer]
         node.inputs.append(producer)
         node.ref_names.append(tag)
         node.ref_calls.append(call)

@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 
-def _accepts(fn: Any) -> tuple[int, float] | None:
-    """(fewest, most) positional arguments `fn` takes, or None if it cannot be told."""
+def _accepts(fn: Any) -> tuple[int, float] | str | None:
+    """(fewest, most) positional arguments `fn` takes, its signature (``forward(*, x)``)
+    if it requires a keyword-only argument, or None if it cannot be told."""
     plan = plan_of(fn)
     if plan is not None:  # a graph: exactly its inputs
         return plan.n_inputs, plan.n_inputs
@@ -63,7 +64,7 @@ def _accepts(fn: Any) -> tuple[int, float] | None:
         elif p.kind is p.VAR_POSITIONAL:
             most = math.inf
         elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
-            return None  # a required keyword: the module is called some other way
+            return f"{'forward' if target is not fn else getattr(fn, '__name__', 'fn')}{sig}"
     return fewest, most
 
 
@@ -117,6 +118,16 @@ def check_arity(node: Node) -> None:
 def check_accepts(fn: Any, n: int, inputs: str, *, who: str, call: str, fix: str) -> None:
     """`fn` must accept `n` positional inputs (described by `inputs`), when that can be told."""
     accepts = _accepts(fn)
+    if isinstance(accepts, str):  # the graph passes inputs positionally
+        raise BuildError(
+            f"{who} requires a keyword-only argument: {accepts}; the graph passes "
+            "inputs positionally",
+            call=call,
+            expected=f"a signature taking {inputs} positionally",
+            received=accepts,
+            fix="make the argument positional, e.g. forward(self, x) instead of "
+            "forward(self, *, x), or give the keyword-only argument a default",
+        )
     if accepts is None or accepts[0] <= n <= accepts[1]:
         return
     fewest, most = accepts
