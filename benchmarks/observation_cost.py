@@ -44,11 +44,11 @@ def graph(modules: list[nn.Module], tagged: bool) -> fl.Graph:
     first, *rest = copy.deepcopy(modules)
     flow = fl.Flow(first)
     if tagged:
-        flow.tag("layer_0")
+        flow = flow.tag("layer_0")
     for i, module in enumerate(rest, start=1):
-        flow.through(module)
+        flow = flow.through(module)
         if tagged:
-            flow.tag(f"layer_{i}")
+            flow = flow.tag(f"layer_{i}")
     return flow.build()
 
 

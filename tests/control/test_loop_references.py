@@ -90,5 +90,63 @@ def test_a_stream_derived_reference_without_a_row_per_sample_is_refused() -> Non
         .using("summary")
         .build()
     )
-    with pytest.raises(fl.GraphError, match="'summary'.*does not have one row per sample"):
+    with pytest.raises(fl.GraphError, match=r"'summary'.*does not have one row per sample"):
         g(torch.ones(3, 2, dtype=torch.float64))
+
+
+class MaskedStep(nn.Module):
+    """``s + mask``: the mask's rows belong to the samples."""
+
+    def forward(self, s: Tensor, mask: Tensor) -> Tensor:
+        return s + mask
+
+
+def test_an_input_declared_per_sample_is_cut_to_the_active_rows() -> None:
+    g = (
+        fl.Flow(nn.Identity())
+        .input("mask", per_sample=True)
+        .loop(MaskedStep())
+        .until(lambda s: (s[:, 0] > 2.0).double(), max_iter=5)
+        .using("mask")
+        .build()
+    )
+    x = torch.tensor([[0.0], [2.5], [0.5]], dtype=torch.float64)
+    mask = torch.tensor([[1.0], [1.0], [0.25]], dtype=torch.float64)
+    out = g(x, mask=mask)
+    for i in range(3):
+        torch.testing.assert_close(
+            out[i : i + 1], g(x[i : i + 1], mask[i : i + 1]), rtol=0, atol=1e-12
+        )
+
+
+def test_a_value_tagged_shared_is_passed_whole() -> None:
+    memory = torch.randn(3, 2, dtype=torch.float64)
+    g = (
+        fl.Flow(nn.Identity())
+        .through(lambda x: memory + 0 * x.sum())  # computed "from" the stream, yet shared
+        .tag("memory", shared=True)
+        .through(
+            lambda m: torch.zeros(3, 2, dtype=torch.float64) + torch.arange(3.0).double()[:, None]
+        )
+        .loop(Attend())
+        .until(halt, max_iter=6)
+        .using("memory")
+        .build()
+    )
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    out = g(x)
+    state = torch.arange(3.0).double()[:, None] + torch.zeros(3, 2, dtype=torch.float64)
+    for i in range(3):  # each sample alone, against the whole memory
+        s = state[i : i + 1]
+        for _ in range(6):
+            s = Attend()(s, memory)
+            if halt(s).item() > 0:
+                break
+        torch.testing.assert_close(out[i : i + 1], s, rtol=0, atol=1e-12)
+
+
+def test_the_declarations_take_booleans_only() -> None:
+    with pytest.raises(fl.BuildError, match="per_sample must be True or False"):
+        fl.Flow(nn.Identity()).input("mask", per_sample="yes")  # type: ignore[arg-type]
+    with pytest.raises(fl.BuildError, match="shared must be True or False"):
+        fl.Flow(nn.Identity()).tag("m", shared=1)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ def chain_pair(width: int, n_nodes: int, identity: bool = False) -> tuple[nn.Seq
     first, *rest = copy.deepcopy(layers)
     flow = fl.Flow(first)
     for layer in rest:
-        flow.through(layer)
+        flow = flow.through(layer)
     return nn.Sequential(*layers), flow.build()
 
 

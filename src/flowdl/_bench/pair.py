@@ -158,7 +158,7 @@ def chain(modules: Iterable[nn.Module]) -> fl.Flow:
     first, *rest = modules
     flow = fl.Flow(first)
     for module in rest:
-        flow.through(module)
+        flow = flow.through(module)
     return flow
 
 

@@ -9,7 +9,20 @@ from torch import nn
 from flowdl._errors import BuildError
 from flowdl._ir.nodes import BuilderCall
 
-__all__ = ["check_callable", "check_name"]
+__all__ = ["check_callable", "check_flag", "check_name"]
+
+
+def check_flag(value: Any, name: str, call: BuilderCall) -> bool:
+    """A keyword switch such as ``shared=True``: a `bool`, nothing else."""
+    if not isinstance(value, bool):
+        raise BuildError(
+            f"{call.text}: {name} must be True or False",
+            call=str(call),
+            expected=f"{name}=True or {name}=False",
+            received=f"{type(value).__name__} {value!r}",
+            fix=f"pass {name}=True or leave it out",
+        )
+    return value
 
 
 def check_name(name: Any, what: str, call: BuilderCall) -> str:

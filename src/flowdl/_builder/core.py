@@ -168,6 +168,8 @@ _CONTAINERS = (
     "_pending_refs",
     "_state_writers",
     "_state_inits",
+    "_per_sample_inputs",
+    "_shared_tags",
 )
 """The containers a builder call may change: each new flow gets its own (shallow) copies."""
 
@@ -184,6 +186,8 @@ class FlowCore(ChainSource):
     _pending_refs: dict[str, list[int]]
     _state_writers: dict[str, int]
     _state_inits: dict[str, StateInit]
+    _per_sample_inputs: set[str]
+    _shared_tags: set[str]
     _pending_fork: int | None
     _split_call: BuilderCall | None
     _label: str | None
@@ -205,6 +209,8 @@ class FlowCore(ChainSource):
         self._pending_refs = {}
         self._state_writers = {}
         self._state_inits = {}
+        self._per_sample_inputs = set()
+        self._shared_tags = set()
         self._pending_fork = None
         self._split_call = None
         self._label = None
@@ -404,6 +410,8 @@ class FlowCore(ChainSource):
             state_writers=dict(self._state_writers),
             state_inits=dict(self._state_inits),
             label=self._label,
+            per_sample_inputs=frozenset(self._per_sample_inputs),
+            shared_tags=frozenset(self._shared_tags),
         )
 
 

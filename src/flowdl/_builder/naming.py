@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from flowdl._builder.arguments import check_name
+from flowdl._builder.arguments import check_flag, check_name
 from flowdl._builder.core import UNSET, FlowCore, builder_call
 from flowdl._errors import BuildError
 from flowdl._ir.nodes import BuilderCall, NodeKind
@@ -19,7 +19,7 @@ class NamingMixin(FlowCore):
     """The builder calls that name things."""
 
     @builder_call
-    def tag(self: N, name: str, *, init: StateInit = UNSET) -> N:
+    def tag(self: N, name: str, *, init: StateInit = UNSET, shared: bool = False) -> N:
         """Name the current point of the stream (or the side output of a `fork`).
 
         A tag is an observation tap (`Graph.tagged`) and a reference target for
@@ -36,6 +36,10 @@ class NamingMixin(FlowCore):
                 ``init(stream) -> Tensor``. Without it, the reading module's
                 ``initial_state(ref, stream)`` decides if it has one; otherwise the
                 first call reads zeros shaped like the consumer's stream.
+            shared: the value is the same for every sample, though computed from the
+                stream (a batch statistic, a codebook a module returns): a per-sample
+                halting loop reading it passes it whole instead of cutting its rows
+                (see docs/guarantees.md, "Per-sample halting").
 
         Example:
             >>> import torch, flowdl as fl
@@ -44,8 +48,9 @@ class NamingMixin(FlowCore):
             >>> g.tagged("x")
             tensor([0., 0.])
         """
-        call = self._next_call("tag", (name,), init=init)
+        call = self._next_call("tag", (name,), init=init, shared=shared or UNSET)
         check_name(name, "tag", call)
+        check_flag(shared, "shared", call)
         if self._pending_fork is not None:
             node = self._pending_fork
         elif len(self._streams) != 1:
@@ -67,6 +72,8 @@ class NamingMixin(FlowCore):
         self._define_tag(name, node)
         if state_init is not None:
             self._state_inits[name] = state_init
+        if shared:
+            self._shared_tags.add(name)
         return self
 
     @builder_call
@@ -118,11 +125,20 @@ class NamingMixin(FlowCore):
         return self
 
     @builder_call
-    def input(self: N, *names: str) -> N:
+    def input(self: N, *names: str, per_sample: bool = False) -> N:
         """Declare auxiliary graph inputs, read with ``.using(name)``.
 
         The graph is then called ``g(x, *aux)`` with the auxiliary inputs in
-        declaration order. Each name is also a tag. The main stream is unchanged.
+        declaration order, or by name: ``g(x, mask=m)``. Each name is also a tag.
+        The main stream is unchanged.
+
+        Args:
+            *names: the inputs' names.
+            per_sample: whether the rows of these inputs are the samples of ``x`` (a
+                mask, per-sample features). By default an auxiliary input is shared
+                by every sample (a memory, a codebook): a per-sample halting loop
+                passes it whole, and cuts the rows of per-sample ones to its active
+                samples (see docs/guarantees.md, "Per-sample halting").
 
         Example:
             >>> import torch, flowdl as fl
@@ -132,7 +148,8 @@ class NamingMixin(FlowCore):
             >>> g(torch.tensor([1.0, 2.0]), torch.tensor([10.0, 20.0]))
             tensor([11., 22.])
         """
-        call = self._begin("input", names)
+        call = self._begin("input", names, per_sample=per_sample or UNSET)
+        check_flag(per_sample, "per_sample", call)
         if not names:
             raise BuildError(
                 ".input() needs at least one name",
@@ -166,6 +183,8 @@ class NamingMixin(FlowCore):
             )
             self._inputs.append(node)
             self._define_tag(name, node)
+            if per_sample:
+                self._per_sample_inputs.add(name)
         return self
 
     @builder_call

@@ -99,9 +99,8 @@ class GraphCore(GraphState):
         self._nodes_behind: dict[str, tuple[int, ...]] = {
             name: tuple(positions) for name, positions in behind.items()
         }
-        for tag, init in record.state_inits.items():
-            if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
-                self.register_parameter(self._free_name(f"{tag}_init"), init)
+        # Tensor inits become the graph's parameters and buffers: saved, loaded, moved.
+        self._register_inits(record)
         self._nested_cells: tuple[StateCell, ...] = nested_cells(self)
         self._guard: StateGuard | None = None
         self._nested_observed: tuple[Observed, ...] = ()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from flowdl._executor.guard import StateGuard
+from flowdl._executor.inits import DeclaredInits
 from flowdl._executor.plan import Plan
 from flowdl._executor.state import detach, map_tensors
 from flowdl._ir.record import FlowRecord
@@ -21,7 +22,7 @@ from flowdl._ir.record import FlowRecord
 __all__ = ["GraphState"]
 
 
-class GraphState(nn.Module):
+class GraphState(DeclaredInits):
     """The state methods of `GraphCore` (its base): see `fl.Graph` for their use."""
 
     _plan: Plan
@@ -91,11 +92,6 @@ class GraphState(nn.Module):
         for cell in self._plan.cells.values():
             if cell.value is not None:
                 cell.value = map_tensors(fn, cell.value)
-        # The record's declared initial values move too: a recompiled plan reads them.
-        inits = self._record.state_inits
-        for tag, init in inits.items():
-            if isinstance(init, Tensor) and not isinstance(init, nn.Parameter):
-                inits[tag] = fn(init)
-        for read in self._plan.state_reads:
-            read.init = inits.get(read.cell.tag)
+        # The declared initial values moved with the buffers; a recompiled plan reads them.
+        self._sync_inits()
         return self

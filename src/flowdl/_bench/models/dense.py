@@ -113,7 +113,7 @@ def residual_tower(scale: float, protocol: Protocol) -> ModelPair:
     twin = copy.deepcopy(model)
     flow = fl.Flow(twin.inp)
     for block in members(twin.blocks, ResidualBlock):
-        flow.also(chain(block.update.layers()))
+        flow = flow.also(chain(block.update.layers()))
     return ModelPair(
         "residual_tower",
         model,

@@ -95,7 +95,7 @@ def transformer(scale: float, protocol: Protocol) -> ModelPair:
     flow = fl.Flow(twin.embed).through(AddPositions(twin.pos))
     for layer in twin.layers:
         assert isinstance(layer, EncoderLayer)
-        (
+        flow = (
             flow.also(SelfAttention(layer.attn, protocol.need_weights))
             .through(layer.norm1)
             .also(fl.Flow(layer.ff1).through(layer.act).through(layer.ff2))
