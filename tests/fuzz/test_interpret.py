@@ -241,3 +241,28 @@ def test_a_stateful_body_keeps_the_state_of_a_sample_that_did_not_run() -> None:
                 state[i] = s = h
             rows.append(s)
         close(interp.call(x, []).output, torch.cat(rows))
+
+
+def test_a_per_sample_loop_cuts_per_sample_refs_and_passes_shared_ones_whole() -> None:
+    inputs_ = (AuxInput("p", "batched", per_sample=True), AuxInput("s", "vector"))
+    halt = Halt("rowsum", 0, 0.3)
+    steps = (
+        Fork(Leaf("batchmean", 0, D, D), "m", shared=True),
+        Loop(Leaf("tanh", 2, D, D, 3), "while", 3, halt, ("p", "s", "m")),
+    )
+    graph = GraphSpec("top", D, Leaf("sin", 0, D, D), inputs_, steps)
+    x, p, s = inputs(5, seed=7), inputs(5, seed=8), inputs(1, seed=9)[0]
+    out = Interpreter(describe(graph)).call(x, [p, s]).output
+    w = weights("tanh", 2, arity=3)
+    stream = torch.sin(x)
+    m = stream.mean(0)
+    rows = []
+    for i, row in enumerate(stream):
+        state = row[None]
+        for _ in range(3):
+            if state.sum() - 0.3 > 0:
+                break
+            core = torch.tanh(state @ w["weight"].T + w["bias"])
+            state = core + w["mix"][0] * p[i : i + 1] + w["mix"][1] * s + w["mix"][2] * m
+        rows.append(state)
+    close(out, torch.cat(rows))

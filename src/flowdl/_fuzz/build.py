@@ -83,6 +83,13 @@ class Leaf2(_Leaf):
         return self.compute(x, r0, r1)
 
 
+class Leaf3(_Leaf):
+    """A leaf reading the stream and three references."""
+
+    def forward(self, x: Tensor, r0: Tensor, r1: Tensor, r2: Tensor) -> Tensor:
+        return self.compute(x, r0, r1, r2)
+
+
 class NamedLeaf(_Leaf):
     """A leaf reading its references by name (`forward_named`), declaring them."""
 
@@ -171,7 +178,7 @@ class _Builder:
             return fl.StateAdd()
         if leaf.kind == "sin" and leaf.arity == 0:
             return torch.sin  # a plain callable node
-        classes = {0: Leaf0, 1: Leaf1, 2: Leaf2}
+        classes = {0: Leaf0, 1: Leaf1, 2: Leaf2, 3: Leaf3}
         return classes[leaf.arity](leaf, self.params)
 
     def module(self, module: Module, refs: tuple[str, ...] = ()) -> Any:
@@ -247,8 +254,8 @@ class _Builder:
     def flow(self, spec: GraphSpec) -> fl.Flow:
         """The unbuilt flow of `spec`: every builder call its steps name."""
         flow = fl.Flow(self.leaf(spec.entry))
-        if spec.inputs:
-            flow = flow.input(*(i.name for i in spec.inputs))
+        for aux in spec.inputs:
+            flow = flow.input(aux.name, per_sample=aux.per_sample)
         for step in spec.steps:
             flow = self.step(flow, step, spec.dim)
         return flow
@@ -285,7 +292,7 @@ class _Builder:
         if step.refs:
             flow = flow.using(*step.refs)
         if isinstance(step, Fork):
-            flow = flow.tag(step.tag)
+            flow = flow.tag(step.tag, shared=True) if step.shared else flow.tag(step.tag)
         if isinstance(step, Split):
             flow = flow.tag_group(step.group) if step.group else flow
             flow = self.merge(flow, step.merge) if step.merge is not None else flow

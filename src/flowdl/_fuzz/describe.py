@@ -40,6 +40,7 @@ from flowdl._fuzz.ir import (
     Through,
     defined,
     refs_of,
+    shared_tags,
 )
 
 CATEGORIES = (
@@ -109,38 +110,43 @@ class _Drawer:
         named = arity > 0 and kind != "stateadd" and self.rng.random() < 0.25
         return Leaf(kind, self.fresh(), din, dout, arity, named)
 
-    def module(self, where: _Where, dim: int, arity: int, *, stateful: bool = False) -> Module:
+    def module(
+        self, where: _Where, dim: int, kinds: tuple[bool, ...], *, stateful: bool = False
+    ) -> Module:
+        """A leaf or a nested graph reading refs of `kinds` (per sample or shared)."""
         deep = where.depth > MAX_DEPTH or self.budget <= 0
         if stateful and not deep:
-            return self.graph(where, dim, arity, force="state")
+            return self.graph(where, dim, kinds, force="state")
         if deep or self.rng.random() < 0.65:
-            return self.leaf(dim, dim, arity)
-        return self.graph(where, dim, arity)
+            return self.leaf(dim, dim, len(kinds))
+        return self.graph(where, dim, kinds)
 
     def graph(
         self,
         where: _Where,
         dim: int,
-        n_inputs: int,
+        kinds: tuple[bool, ...],
         *,
         force: str | None = None,
         inputs: tuple[AuxInput, ...] | None = None,
     ) -> GraphSpec:
-        """A graph at `where`: nested (``where.depth > 0``) or the top level."""
+        """A graph at `where` (nested when ``where.depth > 0``), with an input per kind
+        (declared ``per_sample`` or not), or the top level's `inputs`."""
         uid = "top" if where.depth == 0 else self.name("n")
         if inputs is None:
-            inputs = tuple(AuxInput(f"{uid}in{k}") for k in range(n_inputs))
+            inputs = tuple(AuxInput(f"{uid}in{k}", per_sample=p) for k, p in enumerate(kinds))
+        shared_inputs = sum(not i.per_sample for i in inputs)
         n = self.rng.randint(1, 4 if where.depth == 0 else 3)
-        kinds = [self.kind(where) for _ in range(n)]
+        plan = [self.kind(where) for _ in range(n)]
         if force is not None:
-            kinds[self.rng.randrange(n)] = force
+            plan[self.rng.randrange(n)] = force
         steps: list[Step] = []
         wanted: set[int] = set()  # positions of steps that prefer forward references
-        for kind in kinds:
+        for kind in plan:
             self.budget -= 1
             if kind == "state":
                 wanted.add(len(steps))
-            steps.append(self.step(kind, where, dim))
+            steps.append(self.step(kind, where, dim, shared_inputs))
             if kind == "state" or self.rng.random() < 0.4:
                 steps.append(Tag(self.name(f"{uid}t")))
         steps = self.wire(steps, inputs, where, dim, wanted)
@@ -161,47 +167,57 @@ class _Drawer:
         return self.rng.choices(kinds, weights)[0]
 
     def arity(self) -> int:
-        return self.rng.choices([0, 1, 2], [5, 3, 1])[0]
+        return self.rng.choices([0, 1, 2, 3], [10, 6, 3, 1])[0]
 
-    def step(self, kind: str, where: _Where, dim: int) -> Step:
-        """A step of `kind`; the tags it reads are placeholders (``"?"``) until `wire`."""
+    def step(self, kind: str, where: _Where, dim: int, shared_inputs: int) -> Step:
+        """A step of `kind`; the tags it reads are placeholders until `wire`: ``"?"``
+        for a per-sample value, ``"?s"`` for a shared one (an undeclared input, a
+        batch statistic tagged ``shared=True``; only batch-level code makes those)."""
         rng, r = self.rng, self.arity()
         if kind == "state":
             r = max(r, 1)
-        refs = ("?",) * r
+        most = r if not where.rowwise else shared_inputs
+        shared = [rng.random() < 0.25 for _ in range(r)]
+        while sum(shared) > most:
+            shared.remove(True)
+            shared.append(False)
+        if kind == "state":  # the first reads state: per sample
+            shared = [False, *shared[1:]] if shared[0] else shared
+        r_kinds = tuple(not s for s in shared)
+        refs = tuple("?" if k else "?s" for k in r_kinds)
         sub = where.inner()
         if kind == "nested":
-            return Through(self.graph(sub, dim, r), refs)
+            return Through(self.graph(sub, dim, r_kinds), refs)
         if kind in ("through", "state"):
-            return Through(self.module(sub, dim, r), refs)
+            return Through(self.module(sub, dim, r_kinds), refs)
         if kind == "also":
-            return Also(self.module(sub, dim, r), refs)
+            return Also(self.module(sub, dim, r_kinds), refs)
         if kind == "fork":
-            return Fork(self.module(sub, dim, r), self.name("f"), refs)
+            return Fork(self.module(sub, dim, r_kinds), self.name("f"), refs)
         if kind == "split":
             k = rng.randint(2, 3)
-            branches = tuple(self.module(sub, dim, r) for _ in range(k))
+            branches = tuple(self.module(sub, dim, r_kinds) for _ in range(k))
             merge = Merge(rng.choice(["add", "mean", "product", "cat"]))
             if merge.kind == "cat":
                 merge = Merge("cat", self.leaf(k * dim, dim, 0))
             group = self.name("g") if rng.random() < 0.3 else None
             return Split(branches, merge, refs, group)
         if kind.startswith("loop"):
-            return replace(self.loop(kind, where, dim, r), refs=refs)
+            return replace(self.loop(kind, where, dim, r_kinds), refs=refs)
         if kind.startswith("gate"):
             return replace(self.gate(kind, where, dim), refs=refs)
         if kind.startswith("switch"):
             return replace(self.switch(kind, where, dim), refs=refs)
         return self.map(where, dim)
 
-    def loop(self, kind: str, where: _Where, dim: int, arity: int) -> Loop:
+    def loop(self, kind: str, where: _Where, dim: int, kinds: tuple[bool, ...]) -> Loop:
         rng = self.rng
         flavour = kind.removeprefix("loop-") if kind != "loop" else ""
         per_batch = ["threshold", "mean"] if not where.rowwise else []
         per_sample = ["learned", "rowsum", "rowsum1"]
         stateful = flavour == "stateful"
         if flavour == "for" or (flavour in ("", "stateful") and rng.random() < 0.3):
-            body = self.module(where.inner(loop=True), dim, arity, stateful=stateful)
+            body = self.module(where.inner(loop=True), dim, kinds, stateful=stateful)
             return Loop(body, "for", rng.randint(1, 3))
         if flavour == "batch-halt" and per_batch:
             halt_kind = rng.choice(per_batch)
@@ -214,7 +230,7 @@ class _Drawer:
         )
         halt = Halt(halt_kind, self.fresh(), round(level, 3))
         inner = where.inner(rowwise=halt.per_sample, loop=True)
-        body = self.module(inner, dim, arity, stateful=stateful)
+        body = self.module(inner, dim, kinds, stateful=stateful)
         mode = rng.choice(["while", "until"])
         return Loop(body, mode, rng.randint(1, 4), halt)
 
@@ -229,7 +245,7 @@ class _Drawer:
         else:
             router = Router(rng.choice(["softmax", "softmax", "sigmoid"]), self.fresh(), n)
         inner = where.inner(rowwise=sparse, state=not sparse)
-        return Gate(router, tuple(self.module(inner, dim, 0) for _ in range(n)))
+        return Gate(router, tuple(self.module(inner, dim, ()) for _ in range(n)))
 
     def switch(self, kind: str, where: _Where, dim: int) -> Switch:
         rng = self.rng
@@ -241,7 +257,7 @@ class _Drawer:
         else:
             selector = Selector("batch", 0, n)
         inner = where.inner(rowwise=selector.per_sample, state=False)
-        return Switch(selector, tuple(self.module(inner, dim, 0) for _ in range(n)))
+        return Switch(selector, tuple(self.module(inner, dim, ()) for _ in range(n)))
 
     def map(self, where: _Where, dim: int) -> Map:
         rng = self.rng
@@ -251,7 +267,7 @@ class _Drawer:
         n = rng.choice(divisors) if mode == "slices" else 0
         width = dim // n if n else dim
         tag = "?" if mode == "over" else ""
-        return Map(self.module(inner, width, 0), mode, n, tag, batched=rng.random() < 0.4)
+        return Map(self.module(inner, width, ()), mode, n, tag, batched=rng.random() < 0.4)
 
     # ------------------------------------------------------------ references
 
@@ -263,31 +279,64 @@ class _Drawer:
         dim: int,
         wanted: set[int],
     ) -> list[Step]:
-        """Replace each ``"?"`` by a tag known there (defined earlier, or later when
-        state is allowed); tag the stream first where too few are known. Every input
-        of a nested graph gets read."""
+        """Replace each placeholder by a tag of its kind known there: per sample (an
+        input declared so, a tag defined earlier or, when state is allowed, later), or
+        shared (an undeclared input, an earlier batch statistic). Where too few are
+        known, tag the stream (or fork a batch statistic) first. Every input of a
+        nested graph gets read."""
         unread = [i.name for i in inputs] if where.depth else []
         out: list[Step] = []
         for index, step in enumerate(steps):
-            need = refs_of(step).count("?")
-            if isinstance(step, Map):  # .over(tag): an earlier stream tag
-                earlier, later = defined(out), []
-            else:
-                earlier = [i.name for i in inputs] + defined(out)
-                later = defined(steps[index:]) if where.state else []
-            while need > len(earlier) + len(later):
-                name = self.name("t")
-                out.append(Tag(name))
-                earlier.append(name)
-            chosen = [u for u in unread if u in earlier][:need]
-            pool = [t for t in later + earlier if t not in chosen]
-            if index not in wanted or not later:
-                self.rng.shuffle(pool)
-            chosen += pool[: need - len(chosen)]
+            slots = refs_of(step)
+            if not any(s.startswith("?") for s in slots):
+                out.append(step)
+                continue
+            chosen: list[str] = []
+            for slot in slots:
+                pool = self.candidates(step, slot, out, steps[index:], inputs, where)
+                pool = [t for t in pool if t not in chosen]
+                fresh = [t for t in pool if t in unread]
+                if not pool:  # make one, just before the step
+                    out.append(self.source(slot, dim))
+                    pool = defined(out[-1:])
+                elif fresh:
+                    pool = fresh
+                elif index in wanted and slot == "?" and where.state:
+                    pool = [t for t in pool if t in shared_free(steps[index:])] or pool
+                else:
+                    pool = [self.rng.choice(pool)]
+                chosen.append(pool[0])
             unread = [u for u in unread if u not in chosen]
-            out.append(_with_refs(step, tuple(chosen)) if need else step)
+            out.append(_with_refs(step, tuple(chosen)))
         out.extend(Through(self.leaf(dim, dim, 1), (name,)) for name in unread)
         return out
+
+    def candidates(
+        self,
+        step: Step,
+        slot: str,
+        done: list[Step],
+        rest: list[Step],
+        inputs: tuple[AuxInput, ...],
+        where: _Where,
+    ) -> list[str]:
+        """The tags a placeholder may read: earlier ones, then later ones (state)."""
+        shared = shared_tags(done)
+        if isinstance(step, Map):  # .over(tag): rows of an earlier per-sample tag
+            return [t for t in defined(done) if t not in shared]
+        if slot == "?s":
+            return [i.name for i in inputs if not i.per_sample] + sorted(shared)
+        earlier = [i.name for i in inputs if i.per_sample] + [
+            t for t in defined(done) if t not in shared
+        ]
+        later = shared_free(rest) if where.state else []
+        return earlier + later
+
+    def source(self, slot: str, dim: int) -> Step:
+        """A new tag to read: the stream, or (shared) a batch statistic of it."""
+        if slot == "?s":
+            return Fork(Leaf("batchmean", 0, dim, dim), self.name("s"), shared=True)
+        return Tag(self.name("t"))
 
     def initialise(self, steps: list[Step], where: _Where, dim: int) -> list[Step]:
         """Give some state tags a first value (`Init`)."""
@@ -317,11 +366,12 @@ def describe(seed: int) -> Description:
     dim = rng.choice([2, 3, 4])
     shapes = ["batched", "vector", "row"]
     n_aux = rng.randint(1, 2) if category == "inputs" else int(rng.random() < 0.25)
-    inputs = tuple(AuxInput(f"aux{k}", rng.choice(shapes)) for k in range(n_aux))
+    shaped = [rng.choice(shapes) for _ in range(n_aux)]  # [B, d] inputs are per sample
+    inputs = tuple(AuxInput(f"aux{k}", s, s == "batched") for k, s in enumerate(shaped))
     force = rng.choice(["through", "also", "fork"]) if category == "chain" else category
     if category == "nested":
         drawer.budget += 4
-    graph = drawer.graph(_Where(), dim, n_aux, force=force, inputs=inputs)
+    graph = drawer.graph(_Where(), dim, (), force=force, inputs=inputs)
     calls = []
     batch = dim if rng.random() < 0.35 else rng.randint(1, 4)
     for index in range(rng.randint(2, 4)):
@@ -333,6 +383,12 @@ def describe(seed: int) -> Description:
     if rng.random() < INVALID_SHARE:
         description = make_invalid(description, rng.choice(MISTAKES), rng)
     return description
+
+
+def shared_free(steps: list[Step]) -> list[str]:
+    """The per-sample tags `steps` define (not the batch statistics tagged shared)."""
+    shared = shared_tags(steps)
+    return [t for t in defined(steps) if t not in shared]
 
 
 def _with_refs(step: Step, refs: tuple[str, ...]) -> Step:

@@ -17,8 +17,11 @@ The rules it follows:
   stateful loop body carries its state from one iteration to the next;
 - ``while_`` tests before each iteration, ``until`` after; a scalar condition halts
   the batch, a ``[B]`` or ``[B, 1]`` one each sample *as if it ran alone* (its rows of
-  the batch-sized references, of the stream and of every nested state), so a
-  halted sample keeps its state and the state of its body;
+  the stream, of every nested state and of the per-sample references), so a halted
+  sample keeps its state and the state of its body. A reference is per sample by
+  what it is, not its shape: values from the stream, state and inputs declared
+  ``per_sample=True`` are; undeclared inputs, tags declared ``shared=True`` and
+  tensor inits (used as they are) are passed whole;
 - a sparse gate runs each expert on the samples routed to it, a per-sample switch
   each branch on its samples; what no sample chose does not run.
 """
@@ -126,7 +129,7 @@ class Interpreter:
         """One call of the top-level graph on `x` and its auxiliary inputs."""
         top = self.description.graph
         run = _Call(dict(self.state))
-        refs = [Ref(a, i.shape == "batched") for i, a in zip(top.inputs, aux, strict=True)]
+        refs = [Ref(a, i.per_sample) for i, a in zip(top.inputs, aux, strict=True)]
         output = self.graph(top, x, refs, run, top=True)
         self.state = {key: value.detach() for key, value in run.state.items()}
         return Outcome(output, run.tags, run.iterations, run.ran)
@@ -161,7 +164,8 @@ class Interpreter:
         self, spec: GraphSpec, x: Tensor, inputs: list[Ref], run: _Call, top: bool = False
     ) -> Tensor:
         """One call of `spec`; its state is written when it completes."""
-        env: dict[str, Ref] = dict(zip((i.name for i in spec.inputs), inputs, strict=True))
+        # an input is per sample when declared so, else shared: what it is, not its shape
+        env = {i.name: Ref(r.value, i.per_sample) for i, r in zip(spec.inputs, inputs, strict=True)}
         stream = self.module(spec.entry, x, [], run)
         counts: Tensor | None = None  # the iterations of the loop the stream comes from
         for step in spec.steps:
@@ -228,7 +232,7 @@ class Interpreter:
         elif isinstance(step, Also):
             out = x + self.module(step.module, x, refs, run)
         elif isinstance(step, Fork):
-            env[step.tag] = Ref(self.module(step.module, x, refs, run))
+            env[step.tag] = Ref(self.module(step.module, x, refs, run), not step.shared)
             out = x
         elif isinstance(step, Split):
             outs = [self.module(m, x, refs, run) for m in step.branches]

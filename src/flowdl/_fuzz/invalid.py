@@ -182,8 +182,8 @@ def make_invalid(description: Description, mistake: str, rng: random.Random) -> 
         >>> import random
         >>> from flowdl._fuzz.describe import describe
         >>> bad = make_invalid(describe(1), "open-loop", random.Random(0))
-        >>> bad.invalid
-        'open-loop in nested graph n1'
+        >>> bad.invalid.split()[0]
+        'open-loop'
     """
     top = description.graph
     # a nested graph reads refs positionally: an input added to it would be an arity error

@@ -26,7 +26,8 @@ class Leaf:
 
     Attributes:
         kind: ``"linear"``, ``"tanh"``, ``"sin"`` (parameter-free unless it takes
-            refs; a plain callable when it takes none) or ``"stateadd"`` (`fl.StateAdd`).
+            refs; a plain callable when it takes none), ``"batchmean"`` (the mean
+            over the batch, ``[dim]``) or ``"stateadd"`` (`fl.StateAdd`).
         seed: the seed of its weights.
         din: features of the stream it reads.
         dout: features of what it returns.
@@ -127,11 +128,18 @@ class Merge:
 
 @dataclass(frozen=True)
 class AuxInput:
-    """An auxiliary input: ``shape`` is ``"batched"`` ``[B, dim]``, ``"vector"``
-    ``[dim]`` or ``"row"`` ``[1, dim]``."""
+    """An auxiliary input, declared ``.input(name, per_sample=per_sample)``.
+
+    Attributes:
+        name: its name (a tag).
+        shape: at the top level, what the call passes: ``"batched"`` ``[B, dim]``,
+            ``"vector"`` ``[dim]`` or ``"row"`` ``[1, dim]``.
+        per_sample: whether its rows are the samples (else it is shared by all).
+    """
 
     name: str
     shape: str = "batched"
+    per_sample: bool = False
 
 
 # ------------------------------------------------------------------ steps
@@ -155,11 +163,13 @@ class Also:
 
 @dataclass(frozen=True)
 class Fork:
-    """``.fork(module).using(*refs).tag(tag)``: a side output named `tag`."""
+    """``.fork(module).using(*refs).tag(tag)``: a side output named `tag`, tagged
+    ``shared=True`` when `shared` (a batch statistic, the same for every sample)."""
 
     module: Module
     tag: str
     refs: tuple[str, ...] = ()
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -349,6 +359,11 @@ def nested_graphs(graph: GraphSpec) -> list[GraphSpec]:
                 found.append(module)
                 found.extend(nested_graphs(module))
     return found
+
+
+def shared_tags(steps: list[Step] | tuple[Step, ...]) -> set[str]:
+    """The tags `steps` declare ``shared=True``."""
+    return {s.tag for s in steps if isinstance(s, Fork) and s.shared}
 
 
 def defined(steps: list[Step] | tuple[Step, ...]) -> list[str]:

@@ -58,6 +58,8 @@ def leaf_forward(kind: str, weights: dict[str, Tensor], x: Tensor, refs: list[Te
         >>> leaf_forward("sin", {"mix": torch.tensor([2.0], dtype=DTYPE)}, x, [x + 1])[0].tolist()
         [2.0, 2.0, 2.0]
     """
+    if kind == "batchmean":  # a batch statistic: the same [dim] for every sample
+        return x.mean(0)
     if kind == "sin":
         out = torch.sin(x)
     else:

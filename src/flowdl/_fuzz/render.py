@@ -91,7 +91,8 @@ def _step(step: Step, indent: str) -> str:
     if isinstance(step, Also):
         return f".also({_module(step.module, indent)}){using}"
     if isinstance(step, Fork):
-        return f".fork({_module(step.module, indent)}){using}.tag({step.tag!r})"
+        shared = ", shared=True" if step.shared else ""
+        return f".fork({_module(step.module, indent)}){using}.tag({step.tag!r}{shared})"
     if isinstance(step, Split):
         group = f".tag_group({step.group!r})" if step.group else ""
         return f".split({_modules(step.branches, indent)}){using}{group}{_merge(step.merge)}"
@@ -118,11 +119,10 @@ def _step(step: Step, indent: str) -> str:
 
 def _chain(graph: GraphSpec, indent: str) -> str:
     head = f"Flow({_leaf(graph.entry)})"
-    if graph.inputs:
-        names = ", ".join(
-            repr(i.name) if i.shape == "batched" else f"{i.name!r}:{i.shape}" for i in graph.inputs
-        )
-        head += f".input({names})"
+    shapes = {"vector": ":[d]", "row": ":[1,d]"} if not indent else {}
+    for aux in graph.inputs:
+        per_sample = ", per_sample=True" if aux.per_sample else ""
+        head += f".input({aux.name!r}{shapes.get(aux.shape, '')}{per_sample})"
     lines = [head, *(_step(s, indent) for s in graph.steps)]
     if indent:
         lines.append(f".label({graph.uid!r})" + (".build()" if graph.prebuilt else ""))
