@@ -115,3 +115,17 @@ def test_a_per_sample_halting_loop_with_a_stateful_body_keeps_the_tape() -> None
     torch.testing.assert_close(out, torch.tensor([[1.5], [10.0]], dtype=torch.float64))
     (grad,) = torch.autograd.grad(out[0].sum(), [step.w])
     assert grad.item() == 3.0
+
+
+def test_fast_mode_keeps_the_tape_across_iterations_too() -> None:
+    body, step = accumulator()
+    g = fl.Flow(linear64(1, 1)).loop(body).for_(3).through(linear64(1, 1)).build()
+    g.compile(backend="eager")
+    x = torch.zeros(1, 1, dtype=torch.float64)
+    for _ in range(2):  # a first call, then one reading the carried state
+        g.reset_state()
+        out = g(x)
+        (grad,) = torch.autograd.grad(out.sum(), [step.w])
+        head = g.get_submodule("Linear_1")
+        assert isinstance(head, nn.Linear)
+        torch.testing.assert_close(grad, 3 * head.weight.detach().reshape(1))
