@@ -164,8 +164,12 @@ class Interpreter:
         self, spec: GraphSpec, x: Tensor, inputs: list[Ref], run: _Call, top: bool = False
     ) -> Tensor:
         """One call of `spec`; its state is written when it completes."""
-        # an input is per sample when declared so, else shared: what it is, not its shape
-        env = {i.name: Ref(r.value, i.per_sample) for i, r in zip(spec.inputs, inputs, strict=True)}
+        # an input is per sample when declared so (what it is, not its shape), else
+        # shared; a value without rows (a tensor init on a first call) stays whole
+        env = {
+            i.name: Ref(r.value, i.per_sample and r.batched)
+            for i, r in zip(spec.inputs, inputs, strict=True)
+        }
         stream = self.module(spec.entry, x, [], run)
         counts: Tensor | None = None  # the iterations of the loop the stream comes from
         for step in spec.steps:
