@@ -12,6 +12,7 @@ from flowdl._context import Context, current_context
 from flowdl._describe import describe_module, describe_value
 from flowdl._errors import ControlFlowError, passes_through
 from flowdl._executor.plan import plan_of
+from flowdl._executor.state import StateRead
 from flowdl._watch.constructs import ConstructReplacement, EntriesReplacement
 
 
@@ -61,11 +62,14 @@ class ControlNode(ConstructReplacement):
     def __init__(self) -> None:
         super().__init__()
         self._ref_names: tuple[str, ...] = ()
-        self._ref_rows: tuple[bool, ...] = ()
+        self._ref_rows: tuple[bool | StateRead, ...] = ()
         self._named = False
 
     def bind_refs(
-        self, names: Sequence[str], named: bool, per_sample: Sequence[bool] | None = None
+        self,
+        names: Sequence[str],
+        named: bool,
+        per_sample: Sequence[bool | StateRead] | None = None,
     ) -> None:
         """The tags of the references, in order; `named`: call ``forward_named``.
 
@@ -73,7 +77,9 @@ class ControlNode(ConstructReplacement):
         the stream (values computed from this call's stream) or whether it is shared
         by every sample (auxiliary inputs, values declared shared); a construct that
         runs on some samples only (per-sample halting) cuts the rows of the first
-        kind and passes the second whole. Without it every reference is per-sample.
+        kind and passes the second whole. A `StateRead` stands for a forward
+        reference: per-sample, except on a first call that reads a declared tensor
+        init as it is (`per_sample_now`). Without it every reference is per-sample.
         """
         self._ref_names = tuple(names)
         self._named = named
@@ -124,6 +130,13 @@ class ControlNode(ConstructReplacement):
             if callable(reset) and id(fn) not in seen:
                 seen.add(id(fn))
                 reset(batch_size, device)
+
+
+def per_sample_now(flag: bool | StateRead) -> bool:
+    """Whether a reference bound with `flag` has one row per sample in this call."""
+    if isinstance(flag, bool):
+        return flag
+    return not (flag.cell.value is None and isinstance(flag.init, Tensor))
 
 
 def run_inner(

@@ -15,6 +15,7 @@ from flowdl._control.base import (
     batch_size,
     cannot_export,
     keeps_batch_state,
+    per_sample_now,
     run_inner,
 )
 from flowdl._describe import describe_value
@@ -226,8 +227,10 @@ class Loop(ControlNode):
             return self._iterate_masked(state, refs, active, i)
         rows = active.nonzero().squeeze(1)
         part_refs = tuple(
-            r.index_select(0, rows) if per_sample and isinstance(r, Tensor) and r.dim() else r
-            for r, per_sample in zip(refs, self._ref_rows, strict=True)
+            r.index_select(0, rows)
+            if isinstance(r, Tensor) and r.dim() and r.shape[0] != 1 and per_sample_now(flag)
+            else r  # shared, or one row broadcast to every sample
+            for r, flag in zip(refs, self._ref_rows, strict=True)
         )
         part = state.index_select(0, rows)
         new = self._check_shape(self._iterate(part, part_refs, i), part, i)
@@ -258,9 +261,9 @@ class Loop(ControlNode):
             if (
                 isinstance(value, Tensor)
                 and isinstance(old, Tensor)
-                and value.shape == old.shape
                 and value.dim() > 0
                 and value.shape[0] == state.shape[0]
+                and _broadcasts(old, value)  # an init of shape [1, ...] holds for every row
             ):
                 cell.value = torch.where(_rows(active, value), value, old)
         return torch.where(_rows(active, new), new, state)
@@ -308,14 +311,20 @@ class Loop(ControlNode):
         """Per-sample halting cuts the per-sample references to the active rows: each
         must have one row per sample (checked at every per-sample decision, so the
         error never depends on which samples happen to halt)."""
-        for name, ref, per_sample in zip(self._ref_names, refs, self._ref_rows, strict=True):
-            if per_sample and isinstance(ref, Tensor) and ref.dim() and ref.shape[0] != batch:
+        for name, ref, flag in zip(self._ref_names, refs, self._ref_rows, strict=True):
+            if (
+                isinstance(ref, Tensor)
+                and ref.dim()
+                and ref.shape[0] not in (batch, 1)
+                and per_sample_now(flag)
+            ):
                 raise ControlFlowError(
-                    f"the reference {name!r} of a per-sample halting loop is computed from "
-                    "the stream, so its rows are taken as the samples, but it does not "
-                    "have one row per sample",
+                    f"the reference {name!r} of a per-sample halting loop is per-sample "
+                    "(computed from the stream, or an input declared per_sample), so its "
+                    "rows are taken as the samples, but it does not have one row per sample",
                     expected=f"a tensor of shape [{batch}, ...] (cut to the active samples "
-                    "as they halt), or a reference declared shared",
+                    "as they halt) or [1, ...] (the same row for every sample), or a "
+                    "reference declared shared",
                     received=describe_value(ref),
                     fix=f"if every sample reads all of it, declare it with "
                     f".tag({name!r}, shared=True) (or pass it as an auxiliary input: "
@@ -332,6 +341,13 @@ class Loop(ControlNode):
             fix="reduce the condition per sample, e.g. score.mean(-1), or over the batch, "
             "e.g. score.max()",
         )
+
+
+def _broadcasts(old: Tensor, new: Tensor) -> bool:
+    """Whether `old` broadcasts to the shape of `new` (the same shape, or rows of 1)."""
+    if old.dim() > new.dim():
+        return False
+    return all(a in (1, b) for a, b in zip(reversed(old.shape), reversed(new.shape), strict=False))
 
 
 def _rows(active: Tensor, like: Tensor) -> Tensor:

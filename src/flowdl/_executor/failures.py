@@ -142,7 +142,7 @@ def node_error(
             "consumer's stream; declare it with .tag(name, init=shape_or_callable)"
         )
     else:
-        fix = _state_batch_hint(record, node.inputs, values)
+        fix = _state_batch_hint(plan, record, node.inputs, values)
     inputs = tuple(f"{label}: {describe_value(v)}" for label, v in zip(labels, values, strict=True))
     if isinstance(error, ControlFlowError):
         return GraphError(
@@ -182,7 +182,10 @@ def _port_labels(node: Node, record: FlowRecord) -> list[str]:
     return labels
 
 
-def _state_batch_hint(record: FlowRecord, inputs: list[int], values: list[Any]) -> str | None:
+def _state_batch_hint(
+    plan: Plan, record: FlowRecord, inputs: list[int], values: list[Any]
+) -> str | None:
+    """Blame a batch-size change only when the state really is a previous call's value."""
     nodes = record.nodes
     stream = values[0] if values else None
     if not isinstance(stream, Tensor) or stream.dim() == 0:
@@ -190,6 +193,7 @@ def _state_batch_hint(record: FlowRecord, inputs: list[int], values: list[Any]) 
     for producer, value in zip(inputs, values, strict=True):
         if (
             nodes[producer].kind is NodeKind.STATE_READ
+            and plan.cells[nodes[producer].state_tag or ""].value is not None
             and isinstance(value, Tensor)
             and value.dim() > 0
             and value.shape[0] != stream.shape[0]

@@ -49,9 +49,10 @@ class Phase(enum.Enum):
     """The run of the same forward during backward."""
 
 
-def _called_by_checkpoint(depth: int = 12) -> bool:
-    """Whether `torch.utils.checkpoint` is among the nearest callers."""
-    frame: FrameType | None = sys._getframe(3)
+def _called_by_checkpoint(depth: int = 8) -> bool:
+    """Whether `torch.utils.checkpoint` is among the nearest callers of the graph's
+    forward (directly, or through a module or two that call the graph)."""
+    frame: FrameType | None = sys._getframe(4)  # the caller of Module.__call__
     for _ in range(depth):
         if frame is None:
             return False
@@ -62,19 +63,20 @@ def _called_by_checkpoint(depth: int = 12) -> bool:
 
 
 def checkpoint_phase() -> Phase:
-    """The phase of the current call: a plain call costs two cheap checks.
+    """The phase of the current call: a training call costs three cheap checks.
 
     A checkpointed forward runs without grad (``use_reentrant=True``) or under
     saved-tensor hooks (``use_reentrant=False``); its recomputation runs inside
-    backward. Only then are the callers looked at.
+    backward. Only then are the callers looked at. Under inference mode nothing
+    can be checkpointed.
     """
     in_backward = torch._C._current_graph_task_id() != -1
-    if (
-        not in_backward
-        and torch.is_grad_enabled()
-        and torch._C._autograd._top_saved_tensors_default_hooks(False) is None
-    ):
-        return Phase.PLAIN
+    if not in_backward:
+        if torch.is_grad_enabled():
+            if torch._C._autograd._top_saved_tensors_default_hooks(False) is None:
+                return Phase.PLAIN
+        elif torch.is_inference_mode_enabled():
+            return Phase.PLAIN
     if not _called_by_checkpoint():
         return Phase.PLAIN
     return Phase.RECOMPUTE if in_backward else Phase.FORWARD

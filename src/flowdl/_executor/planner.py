@@ -93,7 +93,7 @@ def per_sample_values(record: FlowRecord, level: dict[int, int]) -> dict[int, bo
     nodes = record.nodes
     order = sorted(nodes, key=lambda n: (level[n.index], n.index))
     stream = record.inputs[0] if record.inputs else -1
-    rows: dict[int, bool] = {}
+    rows = dict.fromkeys((n.index for n in nodes), False)
     changed = True
     while changed:  # state reads follow their writers, which may read them: a fixed point
         changed = False
@@ -102,36 +102,43 @@ def per_sample_values(record: FlowRecord, level: dict[int, int]) -> dict[int, bo
                 value = node.index == stream or node.input_name in record.per_sample_inputs
             elif node.kind is NodeKind.STATE_READ:
                 writer = record.state_writers.get(node.state_tag or "")
-                value = writer is not None and rows.get(writer, False)
+                value = writer is not None and rows[writer]
             elif record.shared_tags.intersection(node.tags):
                 value = False
             else:
-                value = any(rows.get(d, False) for d in node.inputs)
-            before = rows.get(node.index)
-            if before != value:
+                value = any(rows[d] for d in node.inputs)
+            if value != rows[node.index]:  # only ever False -> True: the loop ends
                 rows[node.index] = value
-                changed = changed or before is not None  # a state read turned per-sample
+                changed = True
     return rows
 
 
 def _step_fn(
-    node: Node, cells: dict[str, StateCell], record: FlowRecord, rows: dict[int, bool]
+    node: Node,
+    cells: dict[str, StateCell],
+    record: FlowRecord,
+    rows: dict[int, bool],
+    reads: dict[int, StateRead],
 ) -> Callable[..., Any]:
     if node.kind is NodeKind.STATE_READ:
         assert node.state_tag is not None
         assert node.consumer is not None
         consumer = record.nodes[node.consumer].module
         initial_state = getattr(consumer, "initial_state", None)
-        return StateRead(
+        read = reads[node.index] = StateRead(
             cells[node.state_tag],
             record.state_inits.get(node.state_tag),
             initial_state if callable(initial_state) else None,
         )
+        return read
     if node.kind is NodeKind.RESIDUAL:
         return residual_add
     if isinstance(node.module, ControlNode):
         refs = node.inputs[node.n_stream :]
-        node.module.bind_refs(node.ref_names, uses_forward_named(node), [rows[d] for d in refs])
+        # A state read is per-sample except on a first call that reads a tensor init
+        # as it is: the construct asks the read at run time.
+        per_sample = [reads.get(d, True) if rows[d] else False for d in refs]
+        node.module.bind_refs(node.ref_names, uses_forward_named(node), per_sample)
         return node.module
     if uses_forward_named(node):
         return NamedCall(node.module, tuple(node.ref_names))
@@ -211,6 +218,7 @@ def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) 
     kept = cells or {}
     cells = {tag: kept.get(tag) or StateCell(tag) for tag in record.state_writers}
     rows = per_sample_values(record, level)
+    state_reads: dict[int, StateRead] = {}
     steps: list[Step] = []
     step_slots: list[tuple[int, ...]] = []
     levels: dict[int, list[int]] = {}
@@ -219,9 +227,8 @@ def compile_plan(record: FlowRecord, cells: dict[str, StateCell] | None = None) 
         reads = [slot_of[d] for d in node.dependencies]
         b = reads[1] if len(reads) > 1 else -1
         rest = tuple(reads[2:]) or None
-        steps.append(
-            Step(_step_fn(node, cells, record, rows), reads[0], b, rest, slot_of[node.index], i)
-        )
+        fn = _step_fn(node, cells, record, rows, state_reads)
+        steps.append(Step(fn, reads[0], b, rest, slot_of[node.index], i))
         step_slots.append(tuple(reads))
         levels.setdefault(level[node.index], []).append(i)
         step_of[node.index] = i
