@@ -345,9 +345,23 @@ class _Drawer:
         for index, step in enumerate(out):
             if not isinstance(step, Tag) or self.rng.random() < 0.5:
                 continue
-            if any(step.name in refs_of(s) for s in out[:index] if not isinstance(s, Map)):
-                out[index] = Tag(step.name, Init(self.rng.choice(kinds), self.fresh()))
+            readers = [s for s in out[:index] if step.name in refs_of(s) and not isinstance(s, Map)]
+            if readers:
+                # A nested graph's input declared per_sample must have a row per sample
+                # (or one row for all): a [d] vector there is refused, by the rule.
+                into_rows = any(_feeds_per_sample_input(s, step.name) for s in readers)
+                allowed = [k for k in kinds if not (into_rows and k == "vector")]
+                out[index] = Tag(step.name, Init(self.rng.choice(allowed), self.fresh()))
         return out
+
+
+def _feeds_per_sample_input(step: Step, tag: str) -> bool:
+    """Whether `step` passes `tag` to an input declared per_sample of a nested graph."""
+    module = getattr(step, "module", None)
+    refs = refs_of(step)
+    if not isinstance(module, GraphSpec) or tag not in refs:
+        return False
+    return any(ref == tag and aux.per_sample for ref, aux in zip(refs, module.inputs, strict=False))
 
 
 def describe(seed: int) -> Description:
