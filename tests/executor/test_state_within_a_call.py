@@ -129,3 +129,19 @@ def test_fast_mode_keeps_the_tape_across_iterations_too() -> None:
         head = g.get_submodule("Linear_1")
         assert isinstance(head, nn.Linear)
         torch.testing.assert_close(grad, 3 * head.weight.detach().reshape(1))
+
+
+def test_torch_compile_keeps_the_tape_across_iterations() -> None:
+    body, step = accumulator()
+    g = fl.Flow(nn.Identity()).loop(body).for_(3).build()
+    compiled = torch.compile(g, backend="eager")
+    out = compiled(torch.zeros(1, 1, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(out.sum(), [step.w])
+    assert grad.item() == 3.0
+
+
+def test_a_first_call_keeps_no_initial_value_alive() -> None:
+    lin = linear64(2, 2)
+    g = fl.Flow(lin).through(lambda x, h: x + h).using("h").tag("h", init=lambda s: s * 2).build()
+    g(rand64(3, 2))
+    assert g._plan.cells["h"].first is None

@@ -113,3 +113,20 @@ def test_a_copy_of_a_stateful_graph_has_its_own_lock_and_runs() -> None:
     loaded = torch.load(buffer, weights_only=False)
     assert loaded(torch.zeros(1)).item() == 2.0
     assert loaded.tagged("count").item() == 2.0
+
+
+def test_two_graphs_sharing_a_stateful_body_never_interleave_its_state() -> None:
+    body = fl.Flow(SlowAdd()).using("h").tag("h").build()
+    trunk = fl.Flow(nn.Identity()).loop(body).for_(3)
+    graphs = [trunk.through(nn.Identity()).build() for _ in range(2)]
+    outs: list[float] = []
+
+    def work(k: int) -> None:
+        with torch.no_grad():
+            for _ in range(30):
+                outs.append(float(graphs[k](torch.zeros(1)).sum()))
+
+    in_threads(2, work)
+    assert sorted(outs) == [3.0 * i for i in range(1, 61)]  # each call adds 3, none lost
+    assert body._guard is not None
+    assert body._guard.enclosed == 0

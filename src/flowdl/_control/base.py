@@ -166,10 +166,9 @@ def keeps_batch_state(fn: Any) -> bool:
     module with ``reset()`` or ``trace()`` somewhere inside."""
     if not isinstance(fn, nn.Module):
         return False
+    if carries_state(fn):
+        return True
     for module in fn.modules():
-        plan = plan_of(module)
-        if plan is not None and plan.cells:
-            return True
         if isinstance(module, ControlNode):
             continue  # its reset() only forwards to inner modules, which are visited too
         if callable(getattr(module, "reset", None)) or callable(getattr(module, "trace", None)):
@@ -197,14 +196,15 @@ def stateful_on_some_samples(construct: str, role: str, i: int, fn: Any) -> Cont
     )
 
 
-def cannot_export(what: str, received: str, fix: str) -> ControlFlowError:
+def cannot_export(what: str, decides: str, fix: str) -> ControlFlowError:
     """The error for a construct that `torch.export` cannot capture: `what` decides from
-    the values at run time (how many iterations, which samples go where)."""
+    the values at run time what `decides` says (how many iterations, which samples go
+    where)."""
     return ControlFlowError(
-        f"{what} cannot be exported: it decides at run time, from the values, {received}",
+        f"{what} cannot be exported: it decides at run time, from the values, {decides}",
         expected="a graph of fixed structure for torch.export: modules, merges, residuals, "
         "loops with a fixed count (.for_(n)), dense gates, whole-batch switches",
-        received=what,
+        received=f"{what} in the exported graph",
         fix=fix,
     )
 

@@ -21,6 +21,7 @@ from flowdl._control.base import (
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError, passes_through
 from flowdl._executor.plan import plan_of
+from flowdl._executor.state import WANTED
 
 LoopMode = Literal["for", "while", "until"]
 
@@ -243,9 +244,15 @@ class Loop(ControlNode):
         body's own state, are put back to their values from before the iteration."""
         cells = self._body_cells
         before = [cell.value for cell in cells]
-        for cell in cells:
-            cell.first = None  # a first call: what the body reads instead of state
-        new = self._check_shape(self._iterate(state, refs, i), state, i)
+        firsts = [cell for cell, old in zip(cells, before, strict=True) if old is None]
+        for cell in firsts:
+            cell.first = WANTED  # a first call: keep what the body reads instead of state
+        try:
+            new = self._check_shape(self._iterate(state, refs, i), state, i)
+            initial = [cell.first for cell in cells]
+        finally:
+            for cell in firsts:
+                cell.first = None
         if new.data_ptr() == state.data_ptr():
             raise ControlFlowError(
                 f"the loop body changed the state in place at iteration {i} (0-based), so the "
@@ -254,10 +261,10 @@ class Loop(ControlNode):
                 received="the input tensor itself, modified",
                 fix="write the body out of place",
             )
-        for cell, old in zip(cells, before, strict=True):
+        for cell, old, first in zip(cells, before, initial, strict=True):
             value = cell.value
             if old is None:  # no state yet: the halted rows keep the body's initial state
-                old = cell.first
+                old = first
             if (
                 isinstance(value, Tensor)
                 and isinstance(old, Tensor)

@@ -117,15 +117,12 @@ class GraphCore(GraphState):
             state["_guard"] = None
             return
         cells = (*self._plan.cells.values(), *self._nested_cells)
+        observed = (self._observed, *self._nested_observed)
+        loops = [m for m in self.modules() if isinstance(m, Loop)]
         if self._guard is None:
-            state["_guard"] = StateGuard(cells, inner)
+            state["_guard"] = StateGuard(cells, inner, observed, loops)
         else:
-            self._guard.refresh(cells, inner)
-
-    def _free_name(self, name: str) -> str:
-        while hasattr(self, name):
-            name += "_"
-        return name
+            self._guard.refresh(cells, inner, observed, loops)
 
     # ----------------------------------------------------------------- running
 
@@ -157,10 +154,12 @@ class GraphCore(GraphState):
         guard = self._guard
         if guard is None:
             return self._run(inputs, ctx)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():  # traced: no locks, no checkpoint phases
             if torch.compiler.is_exporting():
                 raise state_export_error(self._plan, self._nested_cells)
-            return self._run(inputs, ctx)
+            if guard.enclosed:
+                return self._run(inputs, ctx)
+            return guard.enclosing(self, inputs, ctx)
         return guard.call(self, inputs, ctx)
 
     def _run(self, inputs: tuple[Any, ...], ctx: Context | None) -> Any:

@@ -36,8 +36,9 @@ def state_export_error(plan: Plan, nested: tuple[Any, ...]) -> GraphError:
         expected="a graph without forward references (.using of a tag defined later) for "
         "torch.export",
         received=f"forward-reference state {', '.join(map(repr, tags))}",
-        fix="export one step with the state as an input and an output: declare it with "
-        ".input('h') and return it, and carry it yourself from call to call",
+        fix="export one step with the state as an input and an output: read it with "
+        ".input('h') instead of a forward reference, make the last node return "
+        "(output, new state), and carry the state yourself from call to call",
     )
 
 

@@ -9,7 +9,7 @@ read and write it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -30,15 +30,10 @@ class GraphState(DeclaredInits):
     _backprop_state: bool
     _guard: StateGuard | None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the graph's call lock (a graph without state has none)."""
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the call locks of the graph and its nested graphs (none without state)."""
         guard = self._guard
-        if guard is None:
-            yield
-            return
-        with guard.lock:
-            yield
+        return contextlib.nullcontext() if guard is None else guard.hold()
 
     @property
     def backprop_state(self) -> bool:
@@ -62,12 +57,11 @@ class GraphState(DeclaredInits):
 
         The next call reads initial values (zeros unless declared), as a first call does.
         """
-        for module in self.modules():
-            if isinstance(module, GraphState):
-                with module._locked():
+        with self._locked():
+            for module in self.modules():
+                if isinstance(module, GraphState):
                     for cell in module._plan.cells.values():
                         cell.value = None
-                        cell.first = None
 
     def detach_state(self) -> None:
         """Cut the autograd history of all state, keeping its values; recursive.
@@ -76,22 +70,28 @@ class GraphState(DeclaredInits):
         matters for those graphs, and for nested modules with their own
         ``detach_state()`` method, which it calls too.
         """
+        with self._locked():
+            self._detach_cells()
+        for module in self.modules():
+            if module is not self and not isinstance(module, GraphState):
+                method = getattr(module, "detach_state", None)
+                if callable(method):
+                    method()
+
+    def _detach_cells(self) -> None:
         for module in self.modules():
             if isinstance(module, GraphState):
                 for cell in module._plan.cells.values():
                     if cell.value is not None:
                         cell.value = detach(cell.value)
-            elif module is not self:
-                method = getattr(module, "detach_state", None)
-                if callable(method):
-                    method()
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> GraphState:
         """Move state with the parameters on ``.to()``, ``.double()``, ``.cuda()``..."""
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        for cell in self._plan.cells.values():
-            if cell.value is not None:
-                cell.value = map_tensors(fn, cell.value)
+        with self._locked():
+            for cell in self._plan.cells.values():
+                if cell.value is not None:
+                    cell.value = map_tensors(fn, cell.value)
         # The declared initial values moved with the buffers; a recompiled plan reads them.
         self._sync_inits()
         return self

@@ -57,6 +57,12 @@ class DeclaredInits(nn.Module):
 
         def reset_state(self) -> None: ...
 
+    def _free_name(self, name: str) -> str:
+        """`name`, or `name` with underscores appended until no attribute has it."""
+        while hasattr(self, name):
+            name += "_"
+        return name
+
     def _register_inits(self, record: FlowRecord) -> None:
         """Register every tensor of ``record.state_inits``: parameters as parameters,
         other tensors as persistent buffers (``<tag>_init``, made unique)."""
@@ -64,9 +70,7 @@ class DeclaredInits(nn.Module):
         for tag, init in record.state_inits.items():
             if not isinstance(init, Tensor):
                 continue
-            name = f"{tag}_init"
-            while hasattr(self, name):
-                name += "_"
+            name = self._free_name(f"{tag}_init")
             if isinstance(init, nn.Parameter):  # a learned first-call state trains with the rest
                 self.register_parameter(name, init)
             else:

@@ -83,7 +83,7 @@ def compute_levels(nodes: list[Node]) -> dict[int, int]:
 def per_sample_values(record: FlowRecord, level: dict[int, int]) -> dict[int, bool]:
     """For every node, whether its value has one row per sample of this call's stream.
 
-    The rule (documented in the "Advanced graphs" chapter): the stream ``x`` is
+    The rule (documented in docs/guarantees.md, "Per-sample halting"): the stream ``x`` is
     per-sample; an auxiliary input is shared unless declared
     ``.input(name, per_sample=True)``; the previous call's value of a tag (a
     forward reference) is per-sample when the value that writes it is; any other

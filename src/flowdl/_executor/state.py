@@ -11,13 +11,18 @@ from torch import Tensor
 from flowdl._describe import describe_value
 from flowdl._ir.record import StateInit
 
+WANTED = object()
+"""`StateCell.first` while a loop waits for the initial value read in an iteration."""
+
 
 class StateCell:
     """Holds the value a tag had at the end of the last completed call (or ``None``).
 
-    ``first`` is the initial value a consumer read in place of state (no value
-    yet): a per-sample halting loop gives it to the samples that halted before
-    the body ran, so that they keep their initial state as they would alone.
+    ``first``: while a per-sample halting loop runs an iteration of its body, it
+    sets ``first`` to `WANTED`; a consumer reading the initial value in place of
+    state (no value yet) leaves it there, and the loop gives it to the samples
+    that halted before the body ran, so that they keep their initial state as they
+    would alone. Otherwise ``None``.
     """
 
     __slots__ = ("first", "tag", "value")
@@ -64,7 +69,9 @@ class StateRead:
         value = self.cell.value
         if value is not None:
             return value
-        first = self.cell.first = self.initial(like)
+        first = self.initial(like)
+        if self.cell.first is WANTED:  # a per-sample halting loop asks (see StateCell)
+            self.cell.first = first
         return first
 
     def initial(self, like: Any) -> Any:
