@@ -68,3 +68,27 @@ def test_after_reset_state_the_halted_rows_keep_the_initial_state_again() -> Non
     want = each_alone(fresh, calls)
     for x, expected in zip(calls, want, strict=True):
         torch.testing.assert_close(g(x), expected, rtol=0, atol=1e-12)
+
+
+def test_nested_halting_loops_over_a_stateful_body_keep_the_initial_state() -> None:
+    """One level deeper: the inner loop must not take the initial value the outer waits for."""
+    cell = fl.Flow(Cell()).using("h").tag("h").build()
+    inner = (
+        fl.Flow(nn.Identity())
+        .loop(cell)
+        .while_(lambda s: (s[:, 1] > 2.0).double(), max_iter=2)
+        .build()
+    )
+    g = (
+        fl.Flow(nn.Identity())
+        .loop(inner)
+        .while_(lambda s: (s[:, 0] > 2.5).double(), max_iter=2)
+        .build()
+    )
+    calls = [
+        torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.5, 3.0]], dtype=torch.float64),
+        torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64),
+    ]
+    want = each_alone(g, calls)
+    for x, expected in zip(calls, want, strict=True):
+        torch.testing.assert_close(g(x), expected, rtol=0, atol=1e-12)

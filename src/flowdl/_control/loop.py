@@ -245,15 +245,18 @@ class Loop(ControlNode):
         cells = self._body_cells
         before = [cell.value for cell in cells]
         firsts = [cell for cell, old in zip(cells, before, strict=True) if old is None]
+        asked = [cell.first for cell in firsts]  # WANTED by an enclosing loop too, or None
+        version = state._version
         for cell in firsts:
             cell.first = WANTED  # a first call: keep what the body reads instead of state
         try:
             new = self._check_shape(self._iterate(state, refs, i), state, i)
             initial = [cell.first for cell in cells]
         finally:
-            for cell in firsts:
-                cell.first = None
-        if new.data_ptr() == state.data_ptr():
+            for cell, prior in zip(firsts, asked, strict=True):
+                if prior is None:  # nobody else waits for the initial value
+                    cell.first = None
+        if new.data_ptr() == state.data_ptr() and state._version != version:
             raise ControlFlowError(
                 f"the loop body changed the state in place at iteration {i} (0-based), so the "
                 "halted samples cannot keep theirs",

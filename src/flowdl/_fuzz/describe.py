@@ -39,6 +39,7 @@ from flowdl._fuzz.ir import (
     Tag,
     Through,
     defined,
+    modules_of,
     refs_of,
     shared_tags,
 )
@@ -356,12 +357,14 @@ class _Drawer:
 
 
 def _feeds_per_sample_input(step: Step, tag: str) -> bool:
-    """Whether `step` passes `tag` to an input declared per_sample of a nested graph."""
-    module = getattr(step, "module", None)
-    refs = refs_of(step)
-    if not isinstance(module, GraphSpec) or tag not in refs:
+    """Whether `step` may pass `tag` to an input declared per_sample of a nested graph
+    (as a node, a loop body, a branch or an expert)."""
+    if tag not in refs_of(step):
         return False
-    return any(ref == tag and aux.per_sample for ref, aux in zip(refs, module.inputs, strict=False))
+    return any(
+        isinstance(module, GraphSpec) and any(aux.per_sample for aux in module.inputs)
+        for module in modules_of(step)
+    )
 
 
 def describe(seed: int) -> Description:
