@@ -222,3 +222,15 @@ def test_reentrant_checkpointing_refuses_state_that_carries_gradients() -> None:
     kept.backprop_state = True
     with pytest.raises(fl.GraphError, match="backprop_state = True"):
         checkpoint(kept, torch.ones(2, 1, requires_grad=True), use_reentrant=True)
+
+
+def test_records_whose_backward_never_comes_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowdl._executor import guard
+
+    monkeypatch.setattr(guard, "MAX_PENDING", 3)
+    g = counting()
+    for _ in range(5):  # checkpointed forwards, no backward
+        checkpoint(g, torch.ones(2, 1, requires_grad=True), use_reentrant=False)
+    assert g._guard is not None
+    assert g._guard.recorded == 3
+    assert sum(len(v) for v in g._guard.pending.values()) == 3

@@ -142,6 +142,7 @@ class StateGuard:
         "observed",
         "order",
         "pending",
+        "recorded",
     )
 
     def __init__(
@@ -156,6 +157,8 @@ class StateGuard:
         self.enclosed = 0
         """How many calls of enclosing graphs are running this graph's calls."""
         self.pending: OrderedDict[tuple[Any, ...], list[list[Any]]] = OrderedDict()
+        self.recorded = 0
+        """How many records `pending` holds, over all its inputs."""
         self.refresh(cells, nested, observed, loops)
 
     def refresh(
@@ -182,6 +185,7 @@ class StateGuard:
         self.order = next(_ORDER)
         self.enclosed = 0
         self.pending = OrderedDict()
+        self.recorded = 0
         self.refresh(state["cells"], state["nested"], state["observed"], state["loops"])
 
     @contextlib.contextmanager
@@ -240,9 +244,11 @@ class StateGuard:
         key = _key(inputs)
         pending.setdefault(key, []).append([cell.value for cell in self.cells])
         pending.move_to_end(key)
-        while sum(len(v) for v in pending.values()) > MAX_PENDING:
+        self.recorded += 1
+        if self.recorded > MAX_PENDING:  # drop the oldest record of the oldest input
             oldest = next(iter(pending))
             del pending[oldest][0]
+            self.recorded -= 1
             if not pending[oldest]:
                 del pending[oldest]
 
@@ -261,6 +267,7 @@ class StateGuard:
                 "checkpoint a module without state around it",
             )
         before = waiting.pop()
+        self.recorded -= 1
         if not waiting:
             del self.pending[key]
         after = [cell.value for cell in self.cells]
