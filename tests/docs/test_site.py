@@ -30,9 +30,9 @@ CLASSES = (fl.Graph, fl.Flow, fl.Monitor, fl.Trend)
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = ["mkdocs", "build", "--strict", "--quiet", "-f", "mkdocs.yml", "-d", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f", "mkdocs.yml"]
-        + ["-d", str(out)],
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         capture_output=True,
         text=True,
