@@ -167,8 +167,19 @@ class Trend:
     def last(self, n: int) -> tuple[float, ...]:
         """The last `n` values (all of them when ``n >= len``; none for ``n == 0``).
 
+        Args:
+            n: how many values, ``>= 0``.
+
+        Returns:
+            the values, oldest first.
+
         Raises:
             ValueError: `n` is negative or not an int.
+
+        Example:
+            >>> import flowdl as fl
+            >>> fl.Trend([3.0, 2.0, 1.0]).last(2)
+            (2.0, 1.0)
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"Trend.last(n={n!r}): n must be an int >= 0")
@@ -177,8 +188,20 @@ class Trend:
     def window(self, window: int = 0) -> tuple[float, ...]:
         """The values a query with this `window` looks at (see the class docstring).
 
+        Args:
+            window: the last `window` values; 0 (or ``>= len``) for all of them.
+
+        Returns:
+            the values, oldest first.
+
         Raises:
             ValueError: `window` is negative or not an int.
+
+        Example:
+            >>> import flowdl as fl
+            >>> t = fl.Trend([3.0, 2.0, 1.0])
+            >>> t.window(2), t.window(0) == t.window(10) == t.values
+            ((2.0, 1.0), True)
         """
         _check_window(window, "window")
         return self._tail(window)
@@ -196,8 +219,20 @@ class Trend:
 
         Units: change of the metric per epoch.
 
+        Args:
+            window: the last `window` values; 0 (the default) for all of them.
+
+        Returns:
+            the slope; 0.0 with fewer than two values.
+
         Raises:
             ValueError: `window` is negative or not an int.
+
+        Example:
+            >>> import flowdl as fl
+            >>> t = fl.Trend([5.0, 4.0, 3.0, 3.0])
+            >>> t.slope(), t.slope(2)
+            (-0.7, 0.0)
         """
         _check_window(window, "slope")
         return least_squares_slope(self._tail(window))
@@ -285,11 +320,25 @@ class TrendGroup:
         return f"TrendGroup({{{inner}}})"
 
     def slopes(self, window: int = 0) -> list[float]:
-        """Each trend's `Trend.slope`, in order."""
+        """Each trend's `Trend.slope`, in order.
+
+        Args:
+            window: as for `Trend.slope`.
+
+        Returns:
+            one slope per trend.
+        """
         return [t.slope(window) for t in self]
 
     def mean_slope(self, window: int = 0) -> float:
-        """The mean of `slopes` (0.0 for an empty group)."""
+        """The mean of `slopes` (0.0 for an empty group).
+
+        Args:
+            window: as for `Trend.slope`.
+
+        Returns:
+            the mean slope.
+        """
         slopes = self.slopes(window)
         return exact_sum(slopes) / len(slopes) if slopes else 0.0
 
