@@ -339,23 +339,8 @@ class GraphCore(GraphState):
     def tagged(self, tag: str) -> Any:
         """The value a tag had in the last call, or ``None`` before any call.
 
-        Args:
-            tag: a tag of this graph (for a nested graph's tag, `tagged_at`).
-
-        Returns:
-            the tagged value (a tensor, with its autograd history), or ``None``.
-
         Raises:
             KeyError: the tag does not exist in this graph (the message lists those that do).
-
-        Example:
-            >>> import torch, flowdl as fl
-            >>> g = fl.Flow(torch.nn.Identity()).through(torch.relu).tag("act").build()
-            >>> g.tagged("act") is None
-            True
-            >>> _ = g(torch.tensor([-1.0, 2.0]))
-            >>> g.tagged("act")
-            tensor([0., 2.])
         """
         index = self._plan.tag_index.get(tag)
         if index is None:
@@ -373,27 +358,8 @@ class GraphCore(GraphState):
         autograd history. ``None`` when the tag does not name a loop, the body has
         no ``trace()``, or the graph has not run.
 
-        Args:
-            tag: the tag of a loop (``.loop(body).for_(n).tag(tag)``).
-
-        Returns:
-            the traces, oldest first, or ``None``.
-
         Raises:
             KeyError: the tag does not exist in this graph.
-
-        Example:
-            >>> import torch, flowdl as fl
-            >>> class Step(torch.nn.Module):
-            ...     def forward(self, x):
-            ...         self.last = x + 1
-            ...         return self.last
-            ...     def trace(self):
-            ...         return getattr(self, "last", torch.zeros(1))
-            >>> g = fl.Flow(torch.nn.Identity()).loop(Step()).for_(2).tag("loop").build()
-            >>> _ = g(torch.zeros(1))
-            >>> len(g.traces("loop"))               # before, after 1, after 2
-            3
         """
         loop = self._loop_at(tag)
         if loop is None or loop._trace is None or not loop.traces or self.tagged(tag) is None:
@@ -408,23 +374,8 @@ class GraphCore(GraphState):
         graph has not run. The counts carry no gradient; see the tutorial's
         "Advanced graphs" chapter for building a ponder cost from them.
 
-        Args:
-            tag: the tag of a loop.
-
-        Returns:
-            the counts, ``[B]`` int64, or ``None``.
-
         Raises:
             KeyError: the tag does not exist in this graph.
-
-        Example:
-            >>> import torch, flowdl as fl
-            >>> g = (fl.Flow(torch.nn.Identity())
-            ...        .loop(lambda x: 2 * x).while_(lambda s: s.sum(-1) - 10, max_iter=10)
-            ...        .tag("think").build())
-            >>> _ = g(torch.tensor([[1.0, 1.0], [20.0, 0.0]]))
-            >>> g.iterations("think")
-            tensor([3, 0])
         """
         loop = self._loop_at(tag)
         out = self.tagged(tag)

@@ -81,6 +81,10 @@ class Observation(Progress):
 
         The values are buffered in the graph that holds the tag.
 
+        Args:
+            *paths: tags or dotted paths to tags of nested graphs.
+            reduce: as for `collect`.
+
         Raises:
             TypeError: no path given, or a value is not a tensor or a number.
             KeyError: a path names nothing, or names a nested graph or a metric.
@@ -105,6 +109,12 @@ class Observation(Progress):
 
     def collected(self, tag: str) -> list[float]:
         """The values buffered for `tag` this epoch, as floats (reads the device).
+
+        Args:
+            tag: a tag or metric of this graph.
+
+        Returns:
+            the buffered values, oldest first; empty when none.
 
         Example:
             >>> import flowdl, torch
@@ -148,6 +158,10 @@ class Observation(Progress):
     def record_at(self, path: str, *values: float | Tensor) -> None:
         """`record` into a graph of the tree: ``g.record_at("encoder.aux_loss", aux)``.
 
+        Args:
+            path: a dotted path whose last segment is the metric's name.
+            *values: as for `record`.
+
         Raises:
             TypeError: no values, or a value is neither a number nor a tensor.
             KeyError: a segment before the last names no nested graph.
@@ -174,6 +188,9 @@ class Observation(Progress):
         Without a hook (`on_log`), prints one line to stderr, ``tag: value`` joined
         by ``" | "``, tags sorted; a tensor with several elements shows its mean and
         shape. Nothing happens when none of the tags has a value.
+
+        Args:
+            *tags: tags of this graph; none for every tag with a value.
 
         Raises:
             KeyError: a tag does not exist.
@@ -222,6 +239,12 @@ class Observation(Progress):
         """`tagged` anywhere in the tree: the value of ``"encoder.hidden"`` in the last call.
 
         ``None`` when that graph has not run yet.
+
+        Args:
+            path: a tag, or a dotted path to a tag of a nested graph.
+
+        Returns:
+            the value, or ``None``.
 
         Raises:
             KeyError: the path names nothing, or names a nested graph, a tag group

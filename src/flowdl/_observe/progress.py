@@ -43,6 +43,12 @@ class Progress(GraphCore):
         and once `total_epochs` are done. `flowdl._format.format_duration` writes
         it for people.
 
+        Args:
+            total_epochs: the epochs the run will have (flushes).
+
+        Returns:
+            the estimate, in seconds.
+
         Raises:
             ValueError: `total_epochs` is not a positive int.
 
@@ -74,6 +80,10 @@ class Progress(GraphCore):
         holds the ``i``-th value of each history, written ``%.8g``; a shorter
         history leaves empty cells. The file is written whole or not at all.
 
+        Args:
+            path: the CSV file to write.
+            *names: tags, metrics, tag groups or paths; none for every history.
+
         Returns:
             the path written.
 
@@ -100,6 +110,11 @@ class Progress(GraphCore):
         ``epoch   3  loss=0.1234  acc=0.9000  [1.2s  ETA 8.4s]``: values written by
         `flowdl._format.format_metric`, durations by `format_duration`; the ETA
         appears when `total_epochs` > 0. Names as for `export_trends`.
+
+        Args:
+            path: the log file to write.
+            total_epochs: the run's length, for the ETA; 0 to leave it out.
+            *names: as for `export_trends`.
 
         Returns:
             the path written.
@@ -135,6 +150,10 @@ class Progress(GraphCore):
         series' last, lowest and highest value. Names as for `export_trends`
         (default: every history of the tree, sorted; tag groups expanded; names
         without a history skipped). Written whole or not at all.
+
+        Args:
+            path: the HTML file to write.
+            *names: as for `export_trends`.
 
         Returns:
             the path written.

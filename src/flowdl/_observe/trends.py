@@ -19,6 +19,12 @@ class Trends(GraphCore):
     def trend(self, tag: str) -> Trend:
         """The history of a tag or metric of this graph, one value per `flush`.
 
+        Args:
+            tag: a tag of this graph, or a metric given to `record`.
+
+        Returns:
+            the history, oldest first (empty before the first `flush`).
+
         Raises:
             KeyError: no tag and no metric of that name (the message lists them).
             ValueError: a dotted path (use `trend_at`) or a tag group (use `trends`).
@@ -36,6 +42,12 @@ class Trends(GraphCore):
 
     def trend_at(self, path: str) -> Trend:
         """`trend` anywhere in the tree: ``g.trend_at("encoder.hidden")``.
+
+        Args:
+            path: a tag or metric, or a dotted path to one in a nested graph.
+
+        Returns:
+            the history, oldest first.
 
         Raises:
             KeyError: the path names nothing, a nested graph or a tag group.
@@ -58,6 +70,12 @@ class Trends(GraphCore):
         """Several trends at once: tags, metrics, tag groups (their members), paths.
 
         Without names: every metric with a history in the tree, sorted by name.
+
+        Args:
+            *names: tags, metrics, tag groups or dotted paths; none for every metric.
+
+        Returns:
+            the trends, named, in the order asked (a group's members in order).
 
         Raises:
             KeyError: a name is neither a tag nor a metric, or a path names nothing.
@@ -84,6 +102,9 @@ class Trends(GraphCore):
         This graph's own names as they are, nested graphs' as paths
         (``"encoder.hidden"``); nested graphs' ``_``-prefixed names are left out.
 
+        Returns:
+            ``{name: newest value}``, this graph's names first.
+
         Example:
             >>> import torch, flowdl as fl
             >>> encoder = fl.Flow(torch.nn.Identity()).tag("hidden").label("encoder").build()
@@ -100,6 +121,9 @@ class Trends(GraphCore):
 
         Buffers and the epoch clock are kept. After lowering a learning rate, say,
         so that the next decision looks only at epochs trained at the new rate.
+
+        Args:
+            *names: what to forget; none for every history of the tree.
 
         Raises:
             KeyError: a path segment names no nested graph.

@@ -73,6 +73,12 @@ class Tree(GraphCore):
     def subgraph(self: T, path: str) -> T:
         """The labelled graph at `path` (the very object nested in this graph).
 
+        Args:
+            path: a label, or a dotted path of labels (``"encoder.scan"``).
+
+        Returns:
+            the nested `Graph`.
+
         Raises:
             KeyError: `path` names nothing, or a tag rather than a graph.
 
@@ -90,6 +96,9 @@ class Tree(GraphCore):
 
         Found among the node modules, inside loops, gates, switches and maps, and
         inside plain modules; not inside other graphs (those are their children).
+
+        Returns:
+            ``{label: graph}``.
 
         Example:
             >>> import torch, flowdl as fl
@@ -161,6 +170,12 @@ class Tree(GraphCore):
         names of the tagged node's module; for a tag group, those prefixed with the
         member tag (``head_0.weight``). Shared parameters are listed once.
 
+        Args:
+            path: a tag, tag group, label or dotted path.
+
+        Returns:
+            the named parameters, in order.
+
         Raises:
             KeyError: `path` names nothing, or a metric.
 
@@ -179,6 +194,12 @@ class Tree(GraphCore):
     def parameters_at(self, path: str) -> list[nn.Parameter]:
         """The parameters under `path` (see `named_parameters_at`), each once, in order.
 
+        Args:
+            path: a tag, tag group, label or dotted path.
+
+        Returns:
+            the parameters.
+
         Raises:
             KeyError: `path` names nothing, or a metric.
 
@@ -194,6 +215,12 @@ class Tree(GraphCore):
     def named_buffers_at(self, path: str) -> list[tuple[str, Tensor]]:
         """``(name, buffer)`` under `path` (running statistics...), named as
         `named_parameters_at` names parameters.
+
+        Args:
+            path: a tag, tag group, label or dotted path.
+
+        Returns:
+            the named buffers, in order.
 
         Raises:
             KeyError: `path` names nothing, or a metric.
@@ -215,6 +242,9 @@ class Tree(GraphCore):
         they stay bit-identical through ``optimizer.step()`` (momentum and weight
         decay included), whatever ``zero_grad`` does. Freeze before wrapping the
         model in ``DistributedDataParallel``, which fixes its parameters when built.
+
+        Args:
+            *paths: tags, tag groups, labels or dotted paths.
 
         Raises:
             TypeError: no path given.
@@ -238,6 +268,9 @@ class Tree(GraphCore):
     def thaw(self, *paths: str) -> None:
         """Train the parameters under `paths` again: ``requires_grad = True``.
 
+        Args:
+            *paths: tags, tag groups, labels or dotted paths.
+
         Raises:
             TypeError: no path given.
             KeyError: a path names nothing, or a metric.
@@ -248,6 +281,12 @@ class Tree(GraphCore):
 
     def is_frozen(self, path: str) -> bool:
         """Whether every parameter under `path` is frozen (``requires_grad`` is False).
+
+        Args:
+            path: a tag, tag group, label or dotted path.
+
+        Returns:
+            ``True`` when none of its parameters trains.
 
         Raises:
             KeyError: `path` names nothing, or a metric.
@@ -260,6 +299,10 @@ class Tree(GraphCore):
 
         For a frozen part whose batch norms should keep their statistics, say. A
         later ``g.train()`` or ``g.eval()`` sets every module again.
+
+        Args:
+            path: a tag, tag group, label or dotted path.
+            mode: ``True`` for training mode, ``False`` for evaluation.
 
         Raises:
             KeyError: `path` names nothing, or a metric.
