@@ -98,7 +98,22 @@ class LoopBuilder(_OpenBuilder):
     """
 
     def for_(self, n: int) -> Flow:
-        """Run the body exactly `n` (>= 1) times."""
+        """Run the body exactly `n` (>= 1) times.
+
+        Args:
+            n: the number of iterations; backward runs through all of them.
+
+        Returns:
+            the flow, with the loop as its last node.
+
+        Raises:
+            BuildError: `n` is not an int >= 1.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> fl.Flow(torch.nn.Identity()).loop(lambda x: x + 1).for_(3).build()(torch.zeros(1))
+            tensor([3.])
+        """
         flow, call = self._terminate("for_", (n,))
         n = self._count(call, "n", n, "use .through(body) for a single application")
         return self._finish(flow, call, Loop(self._body, "for", n), [flow._streams[0]])
@@ -108,6 +123,24 @@ class LoopBuilder(_OpenBuilder):
 
         ``cond`` returns a scalar (the batch halts together) or ``[B]`` / ``[B, 1]``
         (each sample halts on its own; a halted sample keeps its state).
+
+        Args:
+            cond: the halt condition, a module or callable of the state alone.
+            max_iter: the most iterations, >= 1.
+
+        Returns:
+            the flow, with the loop as its last node.
+
+        Raises:
+            BuildError: `max_iter` is not an int >= 1, or `cond` wants references.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = (fl.Flow(torch.nn.Identity())
+            ...        .loop(lambda x: 2 * x).while_(lambda s: s[:, 0] - 5, max_iter=10).build())
+            >>> g(torch.tensor([[1.0], [8.0]]))            # per sample: 3 and 0 iterations
+            tensor([[8.],
+                    [8.]])
         """
         return self._halting("while_", "while", cond, max_iter)
 
@@ -115,6 +148,24 @@ class LoopBuilder(_OpenBuilder):
         """After each iteration, halt where ``cond(state) > 0``: 1 to `max_iter` iterations.
 
         The condition is not evaluated after the last permitted iteration.
+
+        Args:
+            cond: the halt condition, as for `while_`.
+            max_iter: the most iterations, >= 1.
+
+        Returns:
+            the flow, with the loop as its last node.
+
+        Raises:
+            BuildError: `max_iter` is not an int >= 1, or `cond` wants references.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = (fl.Flow(torch.nn.Identity())
+            ...        .loop(lambda x: 2 * x).until(lambda s: s[:, 0] - 5, max_iter=10).build())
+            >>> g(torch.tensor([[1.0], [8.0]]))            # per sample: 3 and 1 iterations
+            tensor([[ 8.],
+                    [16.]])
         """
         return self._halting("until", "until", cond, max_iter)
 
@@ -149,7 +200,20 @@ class MapBuilder(_OpenBuilder):
         self._batched = batched
 
     def batched(self) -> MapBuilder:
-        """Call the body once on all rows instead of row by row (then a terminator)."""
+        """Call the body once on all rows instead of row by row (then a terminator).
+
+        Returns:
+            a new builder, waiting for its terminator.
+
+        Raises:
+            BuildError: `batched` is given twice.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).map(torch.nn.Linear(2, 1)).batched().each().build()
+            >>> g(torch.randn(5, 2)).shape
+            torch.Size([5, 1])
+        """
         flow, call = self._terminate("batched", ())
         if self._batched:
             raise BuildError(
@@ -165,7 +229,17 @@ class MapBuilder(_OpenBuilder):
         return MapBuilder(flow, self._call, self._body, batched=True)
 
     def each(self) -> Flow:
-        """Apply the body to every row of the stream (along dimension 0)."""
+        """Apply the body to every row of the stream (along dimension 0).
+
+        Returns:
+            the flow, with the map as its last node.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).map(lambda row: row / row.sum()).each().build()
+            >>> g(torch.tensor([[1.0, 3.0]]))
+            tensor([[0.2500, 0.7500]])
+        """
         flow, call = self._terminate("each", ())
         module = Map(self._body, "each", batched=self._batched)
         return self._finish(flow, call, module, [flow._streams[0]])
@@ -174,6 +248,23 @@ class MapBuilder(_OpenBuilder):
         """Apply the body to every row of the value named `tag` (defined earlier).
 
         The current stream is left as it is; the map's output becomes the stream.
+
+        Args:
+            tag: a tag defined earlier in the chain.
+
+        Returns:
+            the flow, with the map as its last node.
+
+        Raises:
+            BuildError: `tag` is unknown, or defined later (a forward reference).
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = (fl.Flow(torch.nn.Identity()).tag("x").through(torch.neg)
+            ...        .map(lambda row: 2 * row).over("x").build())
+            >>> g(torch.tensor([[1.0], [2.0]]))
+            tensor([[2.],
+                    [4.]])
         """
         flow, call = self._terminate("over", (tag,))
         check_name(tag, "tag", call)
@@ -197,6 +288,21 @@ class MapBuilder(_OpenBuilder):
         """Cut the last dimension into `n` equal slices and apply the body to each.
 
         ``[B, D] -> [B * n, D / n] -> body -> [B * n, D'] -> [B, n * D']``.
+
+        Args:
+            n: the number of slices, >= 1; it must divide the last dimension.
+
+        Returns:
+            the flow, with the map as its last node.
+
+        Raises:
+            BuildError: `n` is not an int >= 1.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).map(torch.nn.Linear(4, 2)).slices(3).build()
+            >>> g(torch.randn(5, 12)).shape
+            torch.Size([5, 6])
         """
         flow, call = self._terminate("slices", (n,))
         n = self._count(call, "n", n, "use .each() to map whole rows")
