@@ -83,6 +83,17 @@ class ControlMixin(FlowCore):
         `fl.TopKRouter` to run each expert only on the samples routed to it). A
         following `using` feeds the router; experts see the stream only.
 
+        Args:
+            router: returns ``[B, n]`` weights for the ``n`` experts.
+            *experts: two or more modules, callables or unbuilt flows.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: fewer than two experts, open branches, or a built-in router
+                made for another number of experts.
+
         Example:
             >>> import torch, flowdl as fl
             >>> from torch import nn
@@ -108,6 +119,17 @@ class ControlMixin(FlowCore):
         ``[B]`` integer tensor (each sample takes its own; each branch runs once on
         its samples and the outputs are put back in batch order). A following
         `using` feeds the selector; branches see the stream only.
+
+        Args:
+            selector: returns an int, or a ``[B]`` integer tensor.
+            *branches: two or more modules, callables or unbuilt flows.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: fewer than two branches, open branches, or a built-in
+                selector made for another number of branches.
 
         Example:
             >>> import torch, flowdl as fl

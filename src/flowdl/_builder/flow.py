@@ -68,6 +68,13 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
         Args:
             module: any `nn.Module`, callable taking tensors, or unbuilt `Flow`.
 
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: open branches (call `merge` first), or a module that is not
+                a module, a callable or a flow.
+
         Example:
             >>> import torch, flowdl as fl
             >>> g = fl.Flow(torch.nn.Linear(3, 3)).through(torch.relu).build()
@@ -89,6 +96,15 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
 
         A following `using` feeds the references to `module`; a following `tag`
         names the sum.
+
+        Args:
+            module: a module, callable or unbuilt flow, shaped like its input.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: open branches (call `merge` first).
 
         Example:
             >>> import torch, flowdl as fl
@@ -112,6 +128,16 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
 
         The side output must be named by a `tag` right after (after `using`, if the
         module takes references); read it with `using` or `Graph.tagged`.
+
+        Args:
+            module: a module, callable or unbuilt flow; a following `tag` names its
+                output.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: open branches (call `merge` first).
 
         Example:
             >>> import torch, flowdl as fl
@@ -140,6 +166,12 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
 
         Args:
             *modules: two or more modules (or callables), one per branch.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: fewer than two modules, or open branches already.
 
         Example:
             >>> import torch, flowdl as fl
@@ -176,6 +208,12 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
             op: `fl.Add()`, `fl.Mean()`, `fl.Cat(dim)`, or any module or callable
                 taking the branch outputs positionally (and then any references).
 
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: no open branches (a single stream).
+
         Example:
             >>> import torch, flowdl as fl
             >>> g = (fl.Flow(torch.nn.Identity())
@@ -205,6 +243,9 @@ class Flow(NamingMixin, ReferencesMixin, ControlMixin):
 
     def build(self) -> Graph:
         """Check the whole graph and compile it into an `fl.Graph` (an `nn.Module`).
+
+        Returns:
+            the graph, ready to call.
 
         Raises:
             BuildError: open branches, an unnamed fork, a tag that is never defined,

@@ -41,6 +41,13 @@ class NamingMixin(FlowCore):
                 halting loop reading it passes it whole instead of cutting its rows
                 (see docs/guarantees.md, "Per-sample halting").
 
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: a name already used, not a valid name, or open branches
+                (use `tag_group`).
+
         Example:
             >>> import torch, flowdl as fl
             >>> g = fl.Flow(torch.nn.Identity()).tag("x").through(torch.tanh).build()
@@ -79,6 +86,15 @@ class NamingMixin(FlowCore):
     @builder_call
     def tag_group(self: N, name: str) -> N:
         """After `split`, tag every branch: ``name_0``, ``name_1``, ...; the group is ``name``.
+
+        Args:
+            name: the group's name; its members are ``name_0``, ``name_1``, ....
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: a single stream (use `tag`), or a name already used.
 
         Example:
             >>> import torch, flowdl as fl
@@ -140,6 +156,12 @@ class NamingMixin(FlowCore):
                 passes it whole, and cuts the rows of per-sample ones to its active
                 samples (see docs/guarantees.md, "Per-sample halting").
 
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: no name, or a name already used.
+
         Example:
             >>> import torch, flowdl as fl
             >>> g = (fl.Flow(torch.nn.Identity()).input("bias")
@@ -190,6 +212,15 @@ class NamingMixin(FlowCore):
     @builder_call
     def label(self: N, name: str) -> N:
         """Name this graph; nested graphs are then addressable by dotted paths.
+
+        Args:
+            name: the label, without dots or spaces.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: the graph is already labelled, or the name is not valid.
 
         Example:
             >>> import torch, flowdl as fl

@@ -27,6 +27,16 @@ class ReferencesMixin(FlowCore):
         every branch after `split`. A module with ``forward_named(x, refs)``
         receives the references as a dict by tag; others receive them positionally.
 
+        Args:
+            *tags: the tags (or inputs) to read, in the order the module receives them.
+
+        Returns:
+            a new flow; the flow it is called on is unchanged.
+
+        Raises:
+            BuildError: a tag given twice or not a valid name; at `build`, a tag
+                that is never defined.
+
         Example:
             >>> import torch, flowdl as fl
             >>> g = (fl.Flow(torch.nn.Identity())
