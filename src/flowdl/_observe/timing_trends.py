@@ -168,6 +168,12 @@ class TimingTrends(Profiling):
 
         Without tags: every timing history of the tree, sorted by name.
 
+        Args:
+            *tags: tags, tag groups or dotted paths; none for every timing history.
+
+        Returns:
+            the timing trends (seconds per epoch), named, in the order asked.
+
         Raises:
             KeyError: a path names nothing, a nested graph or a metric.
 
@@ -193,6 +199,9 @@ class TimingTrends(Profiling):
         """Forget timing histories: of `tags` (tags, groups, paths), or of the whole tree.
 
         Timing buffers are kept, and value histories are not touched (`reset_trend`).
+
+        Args:
+            *tags: what to forget; none for every timing history of the tree.
 
         Raises:
             KeyError: a path names nothing, a nested graph or a metric.
@@ -236,6 +245,10 @@ class TimingTrends(Profiling):
         in `timing_trends` (default: all, sorted), tag groups expanded, names
         without a history skipped. Written whole or not at all.
 
+        Args:
+            path: the CSV file to write.
+            *tags: tags, tag groups or paths; none for every timing history.
+
         Returns:
             the path written.
 
@@ -259,6 +272,10 @@ class TimingTrends(Profiling):
 
         The page of `plot_html`, drawn from the timing histories (`flush_timings`);
         names as in `timing_trends` (default: all, sorted), tag groups expanded.
+
+        Args:
+            path: the HTML file to write.
+            *tags: as for `export_timing_trends`.
 
         Returns:
             the path written.

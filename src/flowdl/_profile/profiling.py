@@ -114,6 +114,9 @@ class Profiling(GraphCore):
     def timing(self, tag: str) -> float | None:
         """Seconds the node named `tag` took in the last profiled forward.
 
+        Args:
+            tag: a tag of this graph.
+
         Returns:
             the duration; ``0.0`` for a tag naming a graph input (inputs take no
             time); ``None`` when there is no profile (profiling off, or no forward yet).

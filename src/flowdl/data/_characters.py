@@ -77,9 +77,26 @@ class CharacterDataset(Dataset[tuple[Tensor, Tensor]]):
     def encode(self, text: str) -> Tensor:
         """The ids of the characters of `text`, an int64 tensor.
 
+        Args:
+            text: characters of the vocabulary.
+
+        Returns:
+            ``[len(text)]`` int64 ids.
+
         Raises:
             ValueError: a character is not in the vocabulary (the message says which
                 and where).
+
+        Example:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> import flowdl as fl
+            >>> path = Path(tempfile.mkdtemp()) / "input.txt"
+            >>> _ = path.write_text("hello world")
+            >>> data = fl.data.shakespeare(path, seq_len=4)
+            >>> ids = data.encode("hold")
+            >>> ids.dtype, data.decode(ids)
+            (torch.int64, 'hold')
         """
         index = self._index
         try:
@@ -93,6 +110,12 @@ class CharacterDataset(Dataset[tuple[Tensor, Tensor]]):
 
     def decode(self, ids: Tensor | Iterable[int]) -> str:
         """The text of a sequence of ids (a tensor of any shape is read in order).
+
+        Args:
+            ids: a tensor or sequence of ids.
+
+        Returns:
+            the text.
 
         Raises:
             ValueError: an id is outside the vocabulary.

@@ -65,7 +65,11 @@ class ImageDataset(Dataset[tuple[Tensor, Tensor]]):
         return list(zip(images.unbind(0), self.labels[picked].unbind(0), strict=True))
 
     def class_counts(self) -> list[int]:
-        """How many images each class has, by label."""
+        """How many images each class has, by label.
+
+        Returns:
+            one count per class, indexed by label.
+        """
         return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
 
     def __repr__(self) -> str:
