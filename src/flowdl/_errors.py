@@ -100,6 +100,14 @@ class BuildError(FlowdlError, ValueError):
         expected: what the builder expected.
         received: what it received.
         fix: how to fix it.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> try:
+        ...     fl.Flow(torch.nn.Identity()).split(torch.sin, torch.cos).through(torch.nn.Tanh())
+        ... except fl.BuildError as error:
+        ...     print(error.call, isinstance(error, ValueError))
+        .through(Tanh()) (builder call #3) True
     """
 
     def __init__(
@@ -129,6 +137,15 @@ class GraphError(FlowdlError, RuntimeError):
         tags: the node's tags.
         call: the builder call that created the node.
         inputs: a description of each value the node received.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> g = fl.Flow(torch.nn.Linear(2, 3)).through(torch.nn.Linear(4, 1)).build()
+        >>> try:
+        ...     g(torch.randn(5, 2))
+        ... except fl.GraphError as error:
+        ...     print(error.node_id, type(error.__cause__).__name__)
+        Linear_1 RuntimeError
     """
 
     def __init__(
@@ -180,6 +197,17 @@ class Cancelled(FlowdlError):
     The graph is left usable: forward-reference state is only written when a call
     completes, so a cancelled call leaves the state of the previous call in place.
     `DeadlineExceeded` is a subclass, so ``except fl.Cancelled`` catches both.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> g = fl.Flow(torch.nn.Identity()).build()
+        >>> ctx = fl.Context()
+        >>> ctx.cancel()
+        >>> try:
+        ...     g(torch.ones(1), ctx=ctx)
+        ... except fl.Cancelled as error:
+        ...     print(error.problem)
+        the forward call was cancelled (ctx.cancel() was called)
     """
 
 
@@ -187,6 +215,15 @@ class DeadlineExceeded(Cancelled, TimeoutError):
     """A forward call ran past the timeout or deadline of its `fl.Context`.
 
     Also a `TimeoutError`, so code that already handles timeouts catches it.
+
+    Example:
+        >>> import torch, flowdl as fl
+        >>> g = fl.Flow(torch.nn.Identity()).loop(torch.tanh).for_(3).build()
+        >>> try:
+        ...     g(torch.ones(1), ctx=fl.Context(timeout=0.0))
+        ... except TimeoutError as error:
+        ...     print(type(error).__name__)
+        DeadlineExceeded
     """
 
 

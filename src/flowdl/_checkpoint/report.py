@@ -41,6 +41,14 @@ class LoadReport:
 
     With ``strict=True`` (the default) a load either loads everything or raises,
     so `missing`, `unexpected` and `mismatched` are empty.
+
+    Example:
+        >>> import tempfile, pathlib, torch, flowdl as fl
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.safetensors"
+        >>> fl.save_checkpoint(path, torch.nn.Linear(2, 2), epoch=3)
+        >>> report = fl.load_checkpoint(path, torch.nn.Linear(2, 2))
+        >>> report.loaded, report.epoch, report.complete
+        (('weight', 'bias'), 3, True)
     """
 
     loaded: tuple[str, ...]
