@@ -98,10 +98,11 @@ def test_every_name_of_the_submodules_has_a_reference_entry(
 
 def test_doctests_render_as_code(site: Path) -> None:
     # docstrings head their doctests "Example:"; docs/_griffe_examples.py makes them
-    # code blocks (as text, a doctest's output such as [1.0, 2.0] is a broken link)
+    # highlighted console sessions (as text, an output such as [1.0, 2.0] is a broken link)
     page = (site / "reference" / "observation" / "index.html").read_text()
-    assert "&gt;&gt;&gt;" in page or "&gt;&gt;&gt" in page
-    assert 'class="language-pycon' in page or "highlight" in page
+    prompt = '<span class="gp">&gt;&gt;&gt; </span>'
+    assert page.count(prompt) >= 10
+    assert "t = fl.Trend([1.0, 0.8" not in page  # not left as plain text
 
 
 def test_the_guides_are_chapters_of_the_site(site: Path) -> None:
