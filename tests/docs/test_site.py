@@ -109,3 +109,27 @@ def test_the_guides_are_chapters_of_the_site(site: Path) -> None:
     for guide in sorted((ROOT / "docs").glob("*.md")):
         assert (site / guide.stem / "index.html").is_file() or guide.stem == "index", guide.name
     assert (site / "index.html").is_file()
+
+
+def test_the_readme_links_the_site_command_and_the_guides() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[docs]" && mkdocs build' in readme
+    assert "mkdocs serve" in readme
+    for guide in ("from-pytorch.md", "from-godl-flodl.md", "from-keras.md"):
+        assert f"](docs/migrating/{guide})" in readme
+        assert (ROOT / "docs" / "migrating" / guide).is_file()
+
+
+def extra(name: str) -> set[str]:
+    """The requirements of an optional-dependency list of pyproject.toml (one a line)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = text.split(f"\n{name} = [\n", 1)[1].split("\n]", 1)[0]
+    lines = [line.strip() for line in block.splitlines()]
+    return {line.rstrip(",").strip('"') for line in lines if line and not line.startswith("#")}
+
+
+def test_ci_installs_what_builds_the_site() -> None:
+    # CI installs only the test extra, and tests/docs builds the site
+    docs = extra("docs")
+    assert "mkdocs>=1.6" in docs
+    assert docs <= extra("test")
