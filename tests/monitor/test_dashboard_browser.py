@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import flowdl as fl
-from tests.browser import PageWatch, colour_pixels, plot_area_png
+from tests.browser import PageWatch, colour_pixels
 
 HOSTILE = '<img src=x onerror="window.pwned=1">'
-FIRST_COLOUR = "#636efa"  # the first metric's line (plotly's first colour)
+FIRST_COLOUR = "#2563eb"  # the first metric's line (flowdl's first colour)
 
 
 class Drawn:
@@ -34,9 +34,11 @@ def chart_data(page: Any, metric: str) -> Any:
                 .find(e => e.getAttribute('data-metric') === metric);
             if (!box) return null;
             const plot = box.querySelector('.chart');
-            return {x: plot.data[0].x, y: plot.data[0].y,
+            const chart = plot.flowdlChart;
+            return {x: chart.series[0].x, y: chart.series[0].y,
                     title: box.querySelector('h3').textContent,
-                    path: (plot.querySelector('.scatterlayer path.js-line') || {}).outerHTML || ''};
+                    scale: plot.querySelector('svg').getAttribute('data-scale'),
+                    path: (plot.querySelector('svg path.line') || {}).outerHTML || ''};
         }""",
         metric,
     )
@@ -58,13 +60,16 @@ def test_live_page_draws_epochs_logged_after_it_connected(browser: Any) -> None:
             monitor.log(epoch, {"loss": 1.0 / epoch, HOSTILE: 0.5})
         watch.page.wait_for_function(
             "() => window.flowdlDashboard.epochs.size === 4 && window.flowdlDashboard.renders > 0"
-            " && document.querySelector('[data-metric=loss] .chart').data[0].x.length === 4"
+            " && document.querySelector('[data-metric=loss] .chart').flowdlChart.series[0].x.length"
+            " === 4"
         )
         loss = chart_data(watch.page, "loss")
         assert loss["x"] == [1, 2, 3, 4]
         assert loss["y"] == pytest.approx([1.0, 0.5, 1 / 3, 0.25])
-        assert loss["path"].count("L") >= 3  # plotly drew a line through the four points
-        pixels = colour_pixels(plot_area_png(watch.page, "[data-metric=loss] .chart"), FIRST_COLOUR)
+        assert loss["path"].count("L") >= 3  # a line through the four points
+        assert loss["scale"] == "log"  # losses start on a log scale
+        png = bytes(watch.page.locator("[data-metric=loss] .chart svg").screenshot())
+        pixels = colour_pixels(png, FIRST_COLOUR)
         assert pixels > 100, f"only {pixels} pixels of the loss line in the plot area"
         assert watch.page.inner_text("#epoch-count") == "4/6"
         assert watch.page.inner_text("#status") == "live"
@@ -104,6 +109,7 @@ def test_saved_page_draws_offline(
         monitor.log(epoch, {"loss": 2.0 / epoch, "accuracy": epoch / 5})
     monitor.finish()
     saved = monitor.save_html(tmp_path / "run.html")
+    assert saved.stat().st_size <= 1_000_000
     text = saved.read_text()
     assert "http://" not in text.split("<script>", 1)[0]  # nothing to load in the head
     watch = PageWatch(browser)
@@ -115,12 +121,15 @@ def test_saved_page_draws_offline(
         accuracy = chart_data(watch.page, "accuracy")
         assert accuracy["x"] == [1, 2, 3, 4, 5]
         assert accuracy["y"] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
-        pixels = colour_pixels(plot_area_png(watch.page, "[data-metric=loss] .chart"), FIRST_COLOUR)
+        assert accuracy["scale"] == "linear"
+        png = bytes(watch.page.locator("[data-metric=loss] .chart svg").screenshot())
+        pixels = colour_pixels(png, FIRST_COLOUR)
         assert pixels > 100, f"only {pixels} pixels of the loss line in the plot area"
         assert watch.page.inner_text("#status").startswith("snapshot of ")
         assert watch.page.inner_text("#eta") == "done"
         memory = watch.page.evaluate(
-            "() => document.getElementById('resource-memory').data.map(t => [t.name, t.y[0]])"
+            "() => document.getElementById('resource-memory').flowdlChart.series"
+            ".map(t => [t.name, t.y[0]])"
         )
         assert memory[1:] == [["GPU allocated", 1.0], ["GPU reserved", 3.0]]  # GiB
         assert "GPU reserved 3.0 GiB" in watch.page.inner_text("#resource-now")

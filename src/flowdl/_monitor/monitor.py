@@ -306,9 +306,9 @@ class Monitor:
     def save_html(self, path: str | os.PathLike[str]) -> Path:
         """Write the dashboard as one offline HTML file with every epoch so far in it.
 
-        The page carries plotly.js and the data itself: it needs no server and no
-        network. Call it after `finish` for the whole run (or at any time for a
-        snapshot).
+        The page carries its chart code and the data itself (tens of KB, not MB): it
+        needs no server and no network. Call it after `finish` for the whole run (or
+        at any time for a snapshot).
 
         Args:
             path: the HTML file; its folder must exist. Written atomically.

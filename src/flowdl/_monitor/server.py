@@ -1,7 +1,7 @@
 """The live dashboard's HTTP server: the standard library's, in daemon threads.
 
-``GET /`` the page, ``GET /plotly.js`` plotly.js from the installed package,
-``GET /events`` the Server-Sent-Events stream (history first, then live events).
+``GET /`` the page (its chart code inlined), ``GET /events`` the Server-Sent-Events
+stream (history first, then live events).
 Bound to 127.0.0.1 unless told otherwise; on loopback it also refuses requests whose
 ``Host`` is not a loopback name, so a web page elsewhere cannot read the dashboard
 through DNS rebinding.
@@ -10,7 +10,6 @@ through DNS rebinding.
 from __future__ import annotations
 
 import contextlib
-import functools
 import socket
 import socketserver
 import threading
@@ -20,7 +19,6 @@ from urllib.parse import urlsplit
 
 from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.hub import Client, EventHub
-from flowdl._web.assets import plotly_js
 
 # Seconds between keep-alive comments on an idle event stream.
 HEARTBEAT_SECONDS = 15.0
@@ -153,8 +151,6 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", self.server.page)
-        elif path == "/plotly.js":
-            self._send(200, "text/javascript; charset=utf-8", _plotly_bytes(), cache=True)
         elif path == "/events":
             self._stream()
         elif path == "/favicon.ico":
@@ -206,8 +202,3 @@ _MSG_HOST = (
     "Open it as http://127.0.0.1:PORT/ or through an SSH tunnel; to serve other\n"
     "hosts, start it with monitor.serve(host=...).\n"
 )
-
-
-@functools.cache
-def _plotly_bytes() -> bytes:
-    return plotly_js().encode("utf-8")

@@ -15,6 +15,7 @@
   };
   window.flowdlDashboard = state;
   const metricCharts = new Map();
+  const metricGroup = flowdlCharts.linkGroup();
   const GIB = 1024 * 1024 * 1024;
   let scheduled = false;
 
@@ -97,7 +98,7 @@
     const names = metricNames(epochs);
     const holder = byId("metric-charts");
     if (names.length && byId("no-metrics")) byId("no-metrics").remove();
-    const palette = (state.meta && state.meta.palette) || ["#636EFA"];
+    const palette = (state.meta && state.meta.palette) || flowdlCharts.colors;
     names.forEach(function (name, index) {
       let chart = metricCharts.get(name);
       if (!chart) {
@@ -112,6 +113,7 @@
       }
       flowdlCharts.draw(chart.plot, [series(epochs, name, "metrics")], {
         palette: [chart.color], showLegend: false, height: 240, logToggle: true,
+        log: flowdlCharts.isLoss(name), group: metricGroup,
       });
     });
   }
