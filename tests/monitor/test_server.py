@@ -266,7 +266,7 @@ def test_watch_sends_the_drawing_or_says_why_not(monitor: fl.Monitor) -> None:
     monitor.watch(NoGraphviz())
     stream = open_stream(url)
     _, graph = read_events(stream, 2)[1]
-    assert graph["svg_data_url"] is None
+    assert graph["svg"] is None
     assert (
         graph["message"]
         == "the graph could not be drawn: install Graphviz: apt-get install graphviz"
@@ -274,7 +274,7 @@ def test_watch_sends_the_drawing_or_says_why_not(monitor: fl.Monitor) -> None:
     monitor.watch(Drawn())
     _, graph = read_events(stream, 1)[0]
     assert graph["label"] == "model"
-    assert graph["svg_data_url"].startswith("data:image/svg+xml;base64,")
+    assert graph["svg"].startswith("<svg")
     monitor.watch(object())
     _, graph = read_events(stream, 1)[0]
     assert graph["message"] == "object has no svg() method to draw itself"

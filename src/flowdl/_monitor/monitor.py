@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import os
 import threading
@@ -164,19 +163,24 @@ class Monitor:
         self._hub.add_epoch(record.event(self.total_epochs))
         self._writer.write(epoch_line(record, self.total_epochs))
 
-    def watch(self, graph: object) -> None:
+    def watch(self, graph: object, *, profile: bool = False) -> None:
         """Show `graph`'s drawing on the dashboard (call again to update it).
 
-        The drawing is ``graph.svg()``; when the graph cannot draw itself (Graphviz
-        is not installed, or the object has no ``svg()`` method) the panel shows why.
+        The drawing is ``graph.svg()`` (``graph.svg(profile=True)``, the heat map of
+        the last profile, with `profile`), inlined in the page's graph panel: it zooms
+        and pans, and hovering a node shows its module, parameters, tags and, when
+        profiled, its output shape and time. When the graph cannot draw itself
+        (Graphviz is not installed, or the object has no ``svg()`` method) the panel
+        shows why.
 
         Args:
             graph: the model, usually an `fl.Graph`.
+            profile: draw the profile's heat map (after a profiled forward).
         """
         label = getattr(graph, "label", None)
         data: dict[str, Any] = {
             "label": label if isinstance(label, str) else type(graph).__name__,
-            "svg_data_url": None,
+            "svg": None,
             "message": None,
         }
         draw = getattr(graph, "svg", None)
@@ -184,15 +188,14 @@ class Monitor:
             data["message"] = f"{type(graph).__name__} has no svg() method to draw itself"
         else:
             try:
-                svg = draw()
+                svg = draw(profile=True) if profile else draw()
             except Exception as error:  # shown in the panel: a drawing never stops training
                 data["message"] = f"the graph could not be drawn: {error}"
             else:
                 if isinstance(svg, bytes):
                     svg = svg.decode("utf-8")
                 if isinstance(svg, str) and "<svg" in svg:
-                    encoded = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-                    data["svg_data_url"] = "data:image/svg+xml;base64," + encoded
+                    data["svg"] = svg[svg.index("<svg") :]  # the page sanitises it
                 else:
                     data["message"] = f"svg() returned {type(svg).__name__}, not SVG text"
         self._graph_version += 1

@@ -48,6 +48,7 @@ def dashboard_page(
         status="connecting" if live else "snapshot",
         total=total_epochs,
         charts=charts_script(),
+        graph_view=safe_inline_script(static_text("graph_view.js")),
         boot=script_json(boot),
         dashboard=safe_inline_script(static_text("dashboard.js")),
     )

@@ -236,12 +236,12 @@ class _Handler(BaseHTTPRequestHandler):
         history, client = self.server.hub.subscribe(self.connection)
         try:
             self.wfile.write(b"retry: 2000\n\n")
-            for message in history:  # the hub's own bytes, written as they are
-                self.wfile.write(message)
+            for event in history:  # the hub's own bytes, written as they are
+                self.wfile.write(event)
             del history
             quiet = 0.0
             while True:
-                message = client.next(_POLL_SECONDS)
+                message: bytes | None = client.next(_POLL_SECONDS)
                 if message == Client.CLOSED:
                     break
                 if message is None:

@@ -155,11 +155,21 @@ window.flowdlCharts = (function () {
     }
     node("rect", {x: MARGIN.l, y: MARGIN.t, width: plotW, height: plotH, class: "frame"}, svg);
     const plot = node("g", {"clip-path": "url(#" + clipId + ")"}, svg);
-    for (const mark of chart.options.marks || []) {
+    // marks: a dashed line each; labels in up to three rows so they do not overlap
+    const rows = [-Infinity, -Infinity, -Infinity];
+    const marks = (chart.options.marks || []).slice().sort(function (a, b) { return a.epoch - b.epoch; });
+    for (const mark of marks) {
       if (mark.epoch < xs[0] || mark.epoch > xs[1]) continue;
       const g = node("g", {class: "mark"}, plot);
-      node("line", {x1: X(mark.epoch), x2: X(mark.epoch), y1: MARGIN.t, y2: MARGIN.t + plotH}, g);
-      node("text", {x: X(mark.epoch) + 3, y: MARGIN.t + 11}, g).textContent = mark.text;
+      const at = X(mark.epoch);
+      node("line", {x1: at, x2: at, y1: MARGIN.t, y2: MARGIN.t + plotH}, g);
+      const wide = 6 * mark.text.length;
+      const right = at + 3 + wide > MARGIN.l + plotW;
+      const start = right ? at - 3 - wide : at + 3;
+      const row = rows.findIndex(function (end) { return end < start; });
+      if (row < 0) continue;  // no room: the tooltip still tells
+      rows[row] = start + wide + 4;
+      node("text", {x: right ? at - 3 : at + 3, y: MARGIN.t + 11 + 12 * row, "text-anchor": right ? "end" : "start"}, g).textContent = mark.text;
     }
     const visible = chart.series.reduce(function (n, s) { return n + s.x.filter(function (x) { return x >= xs[0] && x <= xs[1]; }).length; }, 0);
     chart.series.forEach(function (s, i) {

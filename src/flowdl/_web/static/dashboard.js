@@ -159,14 +159,10 @@
     if (!state.graph || panel.getAttribute("data-shown") === state.graph.version) return;
     panel.replaceChildren();
     panel.setAttribute("data-shown", state.graph.version);
-    if (state.graph.label) panel.appendChild(element("h3", "", state.graph.label));
-    const source = state.graph.svg_data_url;
-    if (typeof source === "string" && source.indexOf("data:image/svg+xml;base64,") === 0) {
-      const image = element("img");
-      image.alt = "the model's graph";
-      image.src = source;
-      panel.appendChild(image);
+    if (typeof state.graph.svg === "string") {
+      flowdlGraphView.show(panel, state.graph.svg, state.graph.label || "");
     } else {
+      if (state.graph.label) panel.appendChild(element("h3", "", state.graph.label));
       panel.appendChild(element("div", "message", state.graph.message || "no drawing"));
     }
   }
