@@ -18,6 +18,7 @@ from flowdl._format import format_duration
 from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
+from flowdl._monitor.notebook import NotebookDisplay, in_notebook
 from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
@@ -113,6 +114,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._started = clock()
         self._last_time = self._started
+        # in Jupyter: a live chart and line in the cell, no server needed
+        self._notebook = NotebookDisplay(self.title, total_epochs) if in_notebook() else None
         self._hub.set_meta(
             {
                 "title": self.title,
@@ -161,7 +164,10 @@ class Monitor:
             self._records.append(record)
             self._last_time = now
         self._hub.add_epoch(record.event(self.total_epochs))
-        self._writer.write(epoch_line(record, self.total_epochs))
+        line = epoch_line(record, self.total_epochs)
+        self._writer.write(line)
+        if self._notebook is not None:
+            self._notebook.show(self._records, plain(line))
 
     def watch(self, graph: object, *, profile: bool = False) -> None:
         """Show `graph`'s drawing on the dashboard (call again to update it).
@@ -217,6 +223,8 @@ class Monitor:
             }
         )
         self._writer.write(segments)
+        if self._notebook is not None:
+            self._notebook.show(self._records, plain(segments))
         if self._server is not None:
             self._server.close()
 
