@@ -10,9 +10,9 @@ graph panel. Needs Playwright and a Chromium binary (``pip install -e ".[test]"`
                                             [--samples 4096] [--chromium PATH]
 
 The model is a graph with a soft gate: a linear embedding, three experts weighted by
-a softmax router, a linear head; it learns ``[a, b] -> [a * b, sin(pi * a)]``. For
-the photograph the two loss charts are switched to a log scale, and the graph panel
-(which scrolls past 720 pixels on screen) is opened to the drawing's full height.
+a softmax router, a linear head; it learns ``[a, b] -> [a * b, sin(pi * a)]``. The
+loss charts start on a log scale; the graph panel is the drawing's SVG itself (pan,
+zoom), and for the photograph the pointer rests on a node so its tooltip shows.
 Without Graphviz the photograph stops above the graph panel.
 """
 

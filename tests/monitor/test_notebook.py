@@ -53,8 +53,8 @@ def test_graph_summary_and_monitor_render_in_a_kernel(tmp_path: Path) -> None:
     (table,) = summary
     html = table["data"]["text/html"]
     assert html.startswith('<table class="flowdl-summary">')
-    assert "<td>Linear_0</td>" in html
-    assert "<td>embed</td>" in html
+    assert '<td style="text-align:left">Linear_0</td>' in html
+    assert '<td style="text-align:left">embed</td>' in html
 
     views = [
         out

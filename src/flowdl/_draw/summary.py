@@ -130,7 +130,7 @@ class Summary:
         Example:
             >>> import torch, flowdl as fl
             >>> html = fl.Flow(torch.nn.Linear(2, 4)).build().summary()._repr_html_()
-            >>> html.startswith("<table"), "<td>Linear_0</td>" in html, "12 parameters" in html
+            >>> html.startswith("<table"), ">Linear_0</td>" in html, "12 parameters" in html
             (True, True, True)
         """
         head = "".join(
@@ -146,12 +146,13 @@ class Summary:
         )
         body = []
         for row in self.rows:
-            indent = f' style="padding-left:{0.5 + 1.2 * row.level:.1f}em"' if row.level else ""
+            left = ' style="text-align:left"'
+            indent = f"padding-left:{0.5 + 1.2 * row.level:.1f}em;" if row.level else ""
             cells = [
-                f"<td{indent}>{html.escape(row.name)}</td>",
-                f"<td>{html.escape(row.kind)}</td>",
-                f"<td>{html.escape(' '.join(row.tags))}</td>",
-                f"<td>{html.escape(_shape(row.output_shape))}</td>",
+                f'<td style="{indent}text-align:left">{html.escape(row.name)}</td>',
+                f"<td{left}>{html.escape(row.kind)}</td>",
+                f"<td{left}>{html.escape(' '.join(row.tags))}</td>",
+                f"<td{left}>{html.escape(_shape(row.output_shape))}</td>",
                 f'<td style="text-align:right">{html.escape(self._parameters(row))}</td>',
                 f'<td style="text-align:right">{row.trainable:,}</td>',
             ]
