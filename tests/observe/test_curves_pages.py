@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -139,3 +140,24 @@ def test_the_training_curves_page_draws_from_a_file_in_chromium(
         assert watch.errors == []
     finally:
         watch.close()
+
+
+def test_marks_are_noted_drawn_and_not_copied(tmp_path: Path) -> None:
+    fresh = fl.Flow(nn.Identity()).build()
+    with pytest.raises(ValueError, match="nothing flushed yet"):
+        fresh.mark("too early")
+    g = trained()
+    g.mark("loss stalled: lr / 2")  # at the last flushed epoch
+    g.mark("warm-up over", epoch=1)
+    assert g.marks == [(3, "loss stalled: lr / 2"), (1, "warm-up over")]
+    with pytest.raises(ValueError, match="int epoch >= 1"):
+        g.mark("x", epoch=0)
+    page = g.plot_html(tmp_path / "curves.html", "loss").read_text()
+    assert embedded(page)["marks"] == [
+        {"epoch": 3, "text": "loss stalled: lr / 2"},
+        {"epoch": 1, "text": "warm-up over"},
+    ]
+    chosen = g.plot_html(tmp_path / "other.html", "loss", marks=[(2, "other")]).read_text()
+    assert embedded(chosen)["marks"] == [{"epoch": 2, "text": "other"}]
+    assert copy.deepcopy(g).marks == []  # not part of the model
+    assert "_marks" not in g.state_dict()
