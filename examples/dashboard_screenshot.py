@@ -10,9 +10,9 @@ graph panel. Needs Playwright and a Chromium binary (``pip install -e ".[test]"`
                                             [--samples 4096] [--chromium PATH]
 
 The model is a graph with a soft gate: a linear embedding, three experts weighted by
-a softmax router, a linear head; it learns ``[a, b] -> [a * b, sin(pi * a)]``. For
-the photograph the two loss charts are switched to a log scale, and the graph panel
-(which scrolls past 720 pixels on screen) is opened to the drawing's full height.
+a softmax router, a linear head; it learns ``[a, b] -> [a * b, sin(pi * a)]``. The
+loss charts start on a log scale; the graph panel is the drawing's SVG itself (pan,
+zoom), and for the photograph the pointer rests on a node so its tooltip shows.
 Without Graphviz the photograph stops above the graph panel.
 """
 
@@ -102,13 +102,14 @@ def main() -> None:
             schedule.step()
             monitor.log(epoch, {"loss": total / len(train.dataset), "val_loss": val_loss, "lr": lr})
         page.wait_for_function(f"() => window.flowdlDashboard.epochs.size === {args.epochs}")
-        switches = page.locator("#metric-charts label.scale input")
-        for index in range(min(2, switches.count())):  # the losses on a log scale
-            switches.nth(index).check()
-        page.wait_for_timeout(800)  # let the charts settle
-        drawn = page.locator("#graph-panel img").count() > 0
-        if drawn:  # the whole drawing in the photograph, not the panel's first 720 pixels
-            page.add_style_tag(content=".graph-panel { max-height: none; }")
+        page.wait_for_timeout(800)  # let the charts settle (losses start on a log scale)
+        drawn = page.locator("#graph-panel .graph-view svg").count() > 0
+        if drawn:  # hover a node of the drawing: its tooltip is in the photograph
+            node = page.locator("#graph-panel g.node").nth(3)
+            node.scroll_into_view_if_needed()
+            box = node.bounding_box()
+            if box is not None:
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.wait_for_timeout(200)
         clip = None if drawn else page.locator("#resources-section").bounding_box()
         if clip is None:

@@ -80,8 +80,3 @@ def colour_pixels(png: bytes, colour: str, tolerance: int = 40) -> int:
         for pixel in zip(red, green, blue, strict=True)
         if all(abs(got - target) <= tolerance for got, target in zip(pixel, want, strict=True))
     )
-
-
-def plot_area_png(page: Any, chart_selector: str) -> bytes:
-    """A screenshot of the plot area (inside the axes) of the plotly chart at `chart_selector`."""
-    return bytes(page.locator(f"{chart_selector} .nsewdrag").first.screenshot())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,14 @@ def test_demo_learns_decides_from_trends_and_writes_everything(tmp_path: Path) -
         assert f"  {name}" in text
     assert "digraph" in (tmp_path / "model.dot").read_text()
     assert "val_loss" in (tmp_path / "curves.html").read_text()
+    for page in ("curves.html", "dashboard.html"):
+        assert (tmp_path / page).stat().st_size < 1_000_000, page  # light and offline
+    if decided:  # the trend decisions are marked on the curves page
+        assert '"marks":[{"epoch":' in (tmp_path / "curves.html").read_text()
+    dashboard = (tmp_path / "dashboard.html").read_text()
+    if shutil.which("dot") is not None:  # the saved dashboard shows the model, profiled
+        assert '"svg":"\\u003csvg' in dashboard
+        assert "output shape: " in dashboard
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
     assert header.startswith("epoch,")
     assert "val_loss" in header

@@ -35,7 +35,7 @@ def test_the_script_photographs_a_drawn_dashboard(tmp_path: Path) -> None:
     assert lines[3].endswith(", done]")
     assert lines[-1] == f"dashboard screenshot: {out}"
     picture = out.read_bytes()
-    assert colour_pixels(picture, "#636efa") > 200  # the first metric's line
+    assert colour_pixels(picture, "#2563eb") > 200  # the first metric's line
     # The graph panel shows the model's drawing when Graphviz can draw it: the gate's
     # router is a large peach trapezoid (over 20,000 pixels), whole in the photograph.
     router = colour_pixels(picture, "#f5cba7", tolerance=12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch import nn
 
 import flowdl as fl
 from flowdl._web.assets import palette
-from tests.browser import PageWatch, colour_pixels, plot_area_png
+from tests.browser import PageWatch, colour_pixels
 
 
 def embedded(page: str) -> Any:
@@ -122,18 +123,41 @@ def test_the_training_curves_page_draws_from_a_file_in_chromium(
     watch = PageWatch(browser, width=1100, height=800)
     try:
         watch.page.goto(out.as_uri())
-        watch.page.wait_for_function("() => document.getElementById('curves').data !== undefined")
+        watch.page.wait_for_function("() => window.flowdlCurves && window.flowdlCurves.ready")
         drawn = watch.page.evaluate(
-            "() => document.getElementById('curves').data.map(t => [t.name, t.x, t.y])"
+            """() => [...document.querySelectorAll('#curves .chart')]
+                .map(e => e.flowdlChart.series[0]).map(t => [t.name, t.x, t.y])"""
         )
         assert drawn == [
             [name, [1, 2, 3], list(g.trends(name)[name].values)]
             for name in ("loss", "head_0", "head_1")
         ]
-        png = plot_area_png(watch.page, "#curves")
-        for colour in palette(3)[:3]:
+        charts = watch.page.locator("#curves .chart svg")
+        for index, colour in enumerate(palette(3)[:3]):
+            png = bytes(charts.nth(index).screenshot())
             assert colour_pixels(png, colour.lower()) > 100, f"no line drawn in {colour}"
         assert watch.requests == [out.as_uri()]  # nothing but the file itself
         assert watch.errors == []
     finally:
         watch.close()
+
+
+def test_marks_are_noted_drawn_and_not_copied(tmp_path: Path) -> None:
+    fresh = fl.Flow(nn.Identity()).build()
+    with pytest.raises(ValueError, match="nothing flushed yet"):
+        fresh.mark("too early")
+    g = trained()
+    g.mark("loss stalled: lr / 2")  # at the last flushed epoch
+    g.mark("warm-up over", epoch=1)
+    assert g.marks == [(3, "loss stalled: lr / 2"), (1, "warm-up over")]
+    with pytest.raises(ValueError, match="int epoch >= 1"):
+        g.mark("x", epoch=0)
+    page = g.plot_html(tmp_path / "curves.html", "loss").read_text()
+    assert embedded(page)["marks"] == [
+        {"epoch": 3, "text": "loss stalled: lr / 2"},
+        {"epoch": 1, "text": "warm-up over"},
+    ]
+    chosen = g.plot_html(tmp_path / "other.html", "loss", marks=[(2, "other")]).read_text()
+    assert embedded(chosen)["marks"] == [{"epoch": 2, "text": "other"}]
+    assert copy.deepcopy(g).marks == []  # not part of the model
+    assert "_marks" not in g.state_dict()

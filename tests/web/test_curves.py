@@ -11,7 +11,7 @@ import pytest
 
 from flowdl._web.assets import palette, script_json
 from flowdl._web.curves import curves_page, write_curves_page
-from tests.browser import PageWatch, colour_pixels, plot_area_png
+from tests.browser import PageWatch, colour_pixels
 
 HOSTILE = '</script><img src=x onerror="window.pwned=1"><b>bold</b>'
 
@@ -90,52 +90,102 @@ def test_write_is_atomic_and_complete(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["curves.html"]
 
 
+def chart_state(page: Any) -> Any:
+    return page.evaluate(
+        """() => [...document.querySelectorAll('#curves .curve')].map(box => {
+            const chart = box.querySelector('.chart').flowdlChart;
+            return {name: box.getAttribute('data-series'),
+                    title: box.querySelector('h3').textContent,
+                    x: chart.series[0].x, y: chart.series[0].y, text: chart.series[0].text,
+                    scale: box.querySelector('svg').getAttribute('data-scale'),
+                    axes: box.querySelectorAll('svg .y-axis').length,
+                    lines: box.querySelectorAll('svg path.line').length,
+                    range: chart.scale.xs};
+        })"""
+    )
+
+
+def test_marks_are_checked() -> None:
+    data = embedded(curves_page({"loss": [1.0, 0.5]}, "Curves", marks=[(2, "lr / 2")]))
+    assert data["marks"] == [{"epoch": 2, "text": "lr / 2"}]
+    with pytest.raises(TypeError, match="int epoch >= 1"):
+        curves_page({"loss": [1.0]}, "Curves", marks=[(0, "x")])
+    with pytest.raises(TypeError, match="epoch, text"):
+        curves_page({"loss": [1.0]}, "Curves", marks="lr / 2")  # type: ignore[arg-type]
+
+
+def test_page_is_small() -> None:
+    epochs = 1000
+    series = {f"metric_{i}": [1.0 / (e + 1) for e in range(epochs)] for i in range(10)}
+    assert len(curves_page(series, "Curves").encode("utf-8")) <= 1_000_000
+
+
 def test_curves_page_draws_offline_in_chromium(browser: Any, tmp_path: Path) -> None:
     series = {
         "loss": [1.0, 0.6, 0.4, 0.3, 0.25],
         "accuracy": [0.2, 0.5, None, 0.8, 0.9],
+        "grad_norm": [50.0, 52.0, 48.0, 51.0, 49.0],
         HOSTILE: [0.1, 0.1, 0.1],
     }
-    out = write_curves_page(tmp_path / "curves.html", series, "Training Curves")
-    watch = PageWatch(browser, width=1100, height=800)
+    out = write_curves_page(
+        tmp_path / "curves.html", series, "Training Curves", marks=[(3, "loss stalled")]
+    )
+    assert out.stat().st_size <= 1_000_000
+    watch = PageWatch(browser, width=1100, height=1400)
     try:
         watch.page.goto(out.as_uri())
-        watch.page.wait_for_function("() => document.getElementById('curves').data !== undefined")
-        drawn = watch.page.evaluate(
-            "() => document.getElementById('curves').data.map(t => [t.x, t.y, t.customdata])"
-        )
-        assert drawn[0] == [
-            [1, 2, 3, 4, 5],
-            [1.0, 0.6, 0.4, 0.3, 0.25],
-            ["1.0000", "0.6000", "0.4000", "0.3000", "0.2500"],
-        ]
-        assert drawn[1][1] == [0.2, 0.5, None, 0.8, 0.9]
-        assert drawn[2][0] == [1, 2, 3]
-        axis = watch.page.evaluate(
-            "() => document.getElementById('curves').layout.xaxis.title.text"
-        )
-        assert axis == "Epoch"
-        legend = watch.page.evaluate(
-            "() => [...document.querySelectorAll('#curves .legendtext')].map(e => e.textContent)"
-        )
-        assert legend == ["loss", "accuracy", HOSTILE]  # the hostile name, as text
+        watch.page.wait_for_function("() => window.flowdlCurves && window.flowdlCurves.ready")
+        charts = chart_state(watch.page)
+        assert [c["name"] for c in charts] == list(series)  # one chart per series
+        assert [c["title"] for c in charts] == list(series)  # the hostile name, as text
+        assert all(c["axes"] == 1 and c["lines"] == 1 for c in charts)  # its own axis
+        assert charts[0]["x"] == [1, 2, 3, 4, 5]
+        assert charts[0]["y"] == [1.0, 0.6, 0.4, 0.3, 0.25]
+        assert charts[0]["text"] == ["1.0000", "0.6000", "0.4000", "0.3000", "0.2500"]
+        assert charts[1]["y"] == [0.2, 0.5, None, 0.8, 0.9]
+        assert [c["scale"] for c in charts] == ["log", "linear", "linear", "linear"]
         assert watch.page.evaluate("() => window.pwned") is None
-        png = plot_area_png(watch.page, "#curves")
-        colours = palette(3)
-        for colour in colours[:3]:
-            assert colour_pixels(png, colour.lower()) > 100, f"no line in {colour}"
-        box = watch.page.locator("#curves .nsewdrag").bounding_box()
+        # the grad norm of ~50 has its own axis: accuracy's ticks stay below 1.1
+        ticks = watch.page.evaluate(
+            """() => [...document.querySelectorAll('#curves .curve')[1]
+                .querySelectorAll('.y-axis .tick')].map(t => Number(t.textContent))"""
+        )
+        assert ticks
+        assert max(ticks) <= 1.1, ticks
+        png = bytes(watch.page.locator("#curves .curve svg").first.screenshot())
+        assert colour_pixels(png, palette(4)[0]) > 100, "no loss line drawn"
+        # the log toggle switches the loss chart to a linear axis and back
+        toggle = watch.page.locator("#curves .curve").first.locator("label.scale input")
+        toggle.click()
+        assert chart_state(watch.page)[0]["scale"] == "linear"
+        toggle.click()
+        assert chart_state(watch.page)[0]["scale"] == "log"
+        # hover: the epoch and the value under the pointer, and the mark at epoch 3
+        svg = watch.page.locator("#curves .curve").first.locator("svg")
+        box = svg.bounding_box()
         assert box is not None
-        x_of_epoch_2 = watch.page.evaluate(
-            "() => document.getElementById('curves')._fullLayout.xaxis.l2p(2)"
+        x3 = watch.page.evaluate(
+            "() => document.querySelector('#curves .chart').flowdlChart.scale.X(3)"
         )
-        watch.page.mouse.move(box["x"] + x_of_epoch_2, box["y"] + box["height"] / 2)
-        watch.page.wait_for_selector("#curves .hoverlayer .hoverlabel, #curves .hoverlayer .legend")
-        hover = watch.page.evaluate(
-            "() => document.querySelector('#curves .hoverlayer').textContent"
+        watch.page.mouse.move(box["x"] + x3, box["y"] + box["height"] / 2)
+        tip = watch.page.locator("#curves .curve").first.locator(".chart-tip")
+        assert tip.is_visible()
+        assert tip.inner_text().splitlines() == ["epoch 3", "loss: 0.4000", "▲ loss stalled"]
+        assert watch.page.locator("#curves .curve").first.locator("svg .mark").count() == 1
+        # zoom: drag from epoch 2 to epoch 4; every chart follows
+        x2, x4 = watch.page.evaluate(
+            "() => [2, 4].map(e => document.querySelector('#curves .chart').flowdlChart.scale.X(e))"
         )
-        assert "loss: 0.6000" in hover, hover
-        assert "accuracy: 0.5000" in hover, hover
+        watch.page.mouse.move(box["x"] + x2, box["y"] + 60)
+        watch.page.mouse.down()
+        watch.page.mouse.move(box["x"] + x4, box["y"] + 60, steps=4)
+        watch.page.mouse.up()
+        ranges = [c["range"] for c in chart_state(watch.page)]
+        assert all(r == ranges[0] for r in ranges)
+        assert ranges[0][0] == pytest.approx(2, abs=0.05)
+        assert ranges[0][1] == pytest.approx(4, abs=0.05)
+        watch.page.locator("#curves .curve").first.locator("button.range", has_text="all").click()
+        assert chart_state(watch.page)[0]["range"] == [0.5, 5.5]
         assert watch.requests == [out.as_uri()]
         assert watch.errors == []
     finally:

@@ -157,8 +157,8 @@ def run_demo(
     start = time.perf_counter()
     with monitor:
         url = None
+        monitor.watch(model)  # the live dashboard and the saved copy show the model
         if dashboard:
-            monitor.watch(model)
             url = monitor.serve()  # the monitor prints the URL
         for epoch in range(1, epochs + 1):
             order = torch.randperm(TRAIN_SAMPLES, generator=generator)
@@ -182,6 +182,7 @@ def run_demo(
             scale = statistics.fmean(trend.window(STALL_WINDOW))
             if trend.converged(STALL_WINDOW, (CONVERGED_SPREAD * scale) ** 2):
                 stopped_at = epoch
+                model.mark("val_loss converged: stop")  # drawn on the curves page
                 say(f"epoch {epoch}: the validation loss converged; stopping")
                 break
             if trend.stalled(STALL_WINDOW, STALL_SLOPE * scale):
@@ -189,6 +190,7 @@ def run_demo(
                     group["lr"] = lr / 2
                 lr_changes.append((epoch, lr / 2))
                 since_change = 0
+                model.mark(f"val_loss stalled: lr -> {lr / 2:g}")
                 say(f"epoch {epoch}: the validation loss stalled; learning rate -> {lr / 2:g}")
         seconds = time.perf_counter() - start
         if url is not None and linger is not None:
@@ -235,6 +237,7 @@ def write_outputs(
     x_val, y_val = validation
     model.enable_profiling()
     validation_loss(model, x_val, y_val)  # one profiled forward for the heat map
+    monitor.watch(model, profile=True)  # the saved dashboard: node times and shapes
     if shutil.which("dot") is None:
         files["(no SVG drawings: Graphviz is not installed; apt-get install graphviz)"] = dot_file
     else:

@@ -88,7 +88,12 @@ def _draw(writer: DotWriter, part: Part, timing: NodeTiming | None, heat_max: fl
         if part.style in ("router", "selector"):
             attributes["ordering"] = "out"  # experts and branches left to right, in order
         if part.fn is not None:
-            attributes["tooltip"] = f"{part.name}: {describe_module(part.fn)}"
+            tooltip = f"{part.name}: {describe_module(part.fn)}"
+            if timing is not None:  # profiled: the output's shape and the node's time
+                if timing.output_shape is not None:
+                    tooltip += f"\noutput shape: {tuple(timing.output_shape)}"
+                tooltip += f"\ntime: {format_precise_duration(timing.seconds)}"
+            attributes["tooltip"] = tooltip
         if timing is not None:
             attributes["fillcolor"] = heat(timing.seconds / heat_max if heat_max > 0 else 0.0)
         writer.node(part.name, attributes)

@@ -6,7 +6,7 @@ import os
 
 from flowdl._draw.dot import render_dot
 from flowdl._draw.summary import Summary, build_summary
-from flowdl._draw.svg import render_svg
+from flowdl._draw.svg import GraphvizError, render_svg
 from flowdl._errors import GraphError
 from flowdl._files import write_text_atomic
 from flowdl._profile.profile import Profile
@@ -78,6 +78,16 @@ class Drawing(Profiling):
         if path is not None:
             write_text_atomic(path, text)
         return text
+
+    def _repr_svg_(self) -> str | None:
+        """The drawing, for Jupyter: a graph as the last line of a cell draws itself.
+
+        ``None`` when Graphviz is not installed: Jupyter then shows the text repr.
+        """
+        try:
+            return self.svg()
+        except GraphvizError:
+            return None
 
     def summary(self, depth: int | None = 0) -> Summary:
         """A table of the nodes: kind, tags, output shape, parameters, trainable parameters.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import itertools
 from dataclasses import dataclass
@@ -123,6 +124,46 @@ class Summary:
             text += "; a tensor used twice is counted once, where it is first used"
         return text
 
+    def _repr_html_(self) -> str:
+        """The table as HTML, for Jupyter (names and kinds escaped).
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> html = fl.Flow(torch.nn.Linear(2, 4)).build().summary()._repr_html_()
+            >>> html.startswith("<table"), ">Linear_0</td>" in html, "12 parameters" in html
+            (True, True, True)
+        """
+        head = "".join(
+            f'<th style="text-align:{align}">{name}</th>'
+            for name, align in (
+                ("node", "left"),
+                ("kind", "left"),
+                ("tags", "left"),
+                ("output shape", "left"),
+                ("parameters", "right"),
+                ("trainable", "right"),
+            )
+        )
+        body = []
+        for row in self.rows:
+            left = ' style="text-align:left"'
+            indent = f"padding-left:{0.5 + 1.2 * row.level:.1f}em;" if row.level else ""
+            cells = [
+                f'<td style="{indent}text-align:left">{html.escape(row.name)}</td>',
+                f"<td{left}>{html.escape(row.kind)}</td>",
+                f"<td{left}>{html.escape(' '.join(row.tags))}</td>",
+                f"<td{left}>{html.escape(_shape(row.output_shape))}</td>",
+                f'<td style="text-align:right">{html.escape(self._parameters(row))}</td>',
+                f'<td style="text-align:right">{row.trainable:,}</td>',
+            ]
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        return (
+            f'<table class="flowdl-summary"><caption style="text-align:left">'
+            f"<b>{html.escape(self.title)}</b></caption><thead><tr>{head}</tr></thead>"
+            f'<tbody>{"".join(body)}</tbody><tfoot><tr><td colspan="6" '
+            f'style="text-align:left">{html.escape(self._caption())}</td></tr></tfoot></table>'
+        )
+
     def __rich__(self) -> Table:
         return self.table()
 
@@ -134,6 +175,7 @@ class Summary:
             width=200,
             color_system=None,
             force_terminal=False,
+            force_jupyter=False,  # in a notebook rich would display it, not return it
             highlight=False,
             emoji=False,
             legacy_windows=False,

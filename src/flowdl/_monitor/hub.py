@@ -1,8 +1,10 @@
 """The dashboard's events: what a late joiner replays, and the clients that follow live.
 
-Publishing never waits for a client. Each client has its own bounded queue; a client
-that falls too far behind is dropped (its connection is shut), so a slow or vanished
-browser cannot block `Monitor.log` or grow memory.
+Publishing never waits for a client. Every event is encoded once, and every client
+shares those bytes (the history a late joiner replays is the same objects, never a
+copy per client). Each client has its own bounded queue of references; a client that
+falls too far behind (too many events, or too many bytes) is dropped (its connection
+is shut), so a slow or vanished browser cannot block `Monitor.log` or grow memory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, NamedTuple
 
 # How many unsent events a client may have before it is dropped.
 CLIENT_QUEUE_SIZE = 512
+# How many bytes of unsent events a client may have before it is dropped.
+CLIENT_QUEUE_BYTES = 8 * 1024 * 1024
 
 
 def sse_message(kind: str, data: Any) -> str:
@@ -32,36 +36,54 @@ def sse_message(kind: str, data: Any) -> str:
 class _Event(NamedTuple):
     kind: str
     data: dict[str, Any]
-    message: str
+    message: bytes  # the Server-Sent Event, UTF-8: encoded once, shared by every client
+
+
+def _event(kind: str, data: dict[str, Any]) -> _Event:
+    return _Event(kind, data, sse_message(kind, data).encode("utf-8"))
 
 
 class Client:
-    """One connected event stream: a bounded queue of messages waiting to be sent."""
+    """One connected event stream: a bounded queue of messages waiting to be sent.
 
-    CLOSED = "\x00closed"
+    The queue holds the hub's shared bytes (no copies), at most `CLIENT_QUEUE_SIZE`
+    messages and `CLIENT_QUEUE_BYTES` bytes; past either bound the client is dropped.
+    """
+
+    CLOSED = b"\x00closed"
 
     def __init__(self, connection: socket.socket | None) -> None:
-        self._queue: queue.Queue[str] = queue.Queue(CLIENT_QUEUE_SIZE)
+        self._queue: queue.Queue[bytes] = queue.Queue(CLIENT_QUEUE_SIZE)
         self._connection = connection
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self.dropped = False
 
-    def offer(self, message: str) -> None:
+    def offer(self, message: bytes) -> None:
         """Queue `message`, or drop the client if its queue is full. Never blocks."""
         if self.dropped:
             return
+        with self._bytes_lock:
+            if self._queued_bytes + len(message) > CLIENT_QUEUE_BYTES:
+                self.drop()
+                return
+            self._queued_bytes += len(message)
         try:
             self._queue.put_nowait(message)
         except queue.Full:
             self.drop()
 
-    def next(self, timeout: float) -> str | None:
+    def next(self, timeout: float) -> bytes | None:
         """The next message, `CLOSED` at the end, or ``None`` after `timeout` seconds."""
         if self.dropped:
             return self.CLOSED
         try:
-            return self._queue.get(timeout=timeout)
+            message = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        with self._bytes_lock:
+            self._queued_bytes -= len(message)
+        return message
 
     def close(self) -> None:
         """End the stream once the queued messages are sent."""
@@ -90,10 +112,10 @@ class EventHub:
         >>> hub.set_meta({"total_epochs": 2})
         >>> hub.add_epoch({"epoch": 1})
         >>> history, client = hub.subscribe(None)
-        >>> [message.split("\\n")[0] for message in history]
-        ['event: meta', 'event: epoch']
-        >>> hub.add_epoch({"epoch": 2}); client.next(timeout=1.0).split("\\n")[1]
-        'data: {"epoch":2}'
+        >>> [message.split(b"\\n")[0] for message in history]
+        [b'event: meta', b'event: epoch']
+        >>> hub.add_epoch({"epoch": 2}); client.next(timeout=1.0).split(b"\\n")[1]
+        b'data: {"epoch":2}'
     """
 
     def __init__(self) -> None:
@@ -118,13 +140,13 @@ class EventHub:
 
     def add_epoch(self, data: dict[str, Any]) -> None:
         """Add one epoch."""
-        event = _Event("epoch", data, sse_message("epoch", data))
+        event = _event("epoch", data)
         with self._lock:
             self._epochs.append(event)
             self._broadcast(event.message)
 
-    def history(self) -> list[str]:
-        """Every event a late joiner receives, in order, as Server-Sent Events."""
+    def history(self) -> list[bytes]:
+        """Every event a late joiner receives, in order, as Server-Sent Events (shared)."""
         with self._lock:
             return [event.message for event in self._snapshot()]
 
@@ -133,8 +155,8 @@ class EventHub:
         with self._lock:
             return [{"type": event.kind, "data": event.data} for event in self._snapshot()]
 
-    def subscribe(self, connection: socket.socket | None) -> tuple[list[str], Client]:
-        """The history so far and a new client that receives what follows."""
+    def subscribe(self, connection: socket.socket | None) -> tuple[list[bytes], Client]:
+        """The history so far (the hub's own bytes) and a new client for what follows."""
         client = Client(connection)
         with self._lock:
             self._clients.add(client)
@@ -165,7 +187,7 @@ class EventHub:
             client.drop()
 
     def _replace(self, kind: str, data: dict[str, Any]) -> None:
-        event = _Event(kind, data, sse_message(kind, data))
+        event = _event(kind, data)
         with self._lock:
             setattr(self, f"_{kind}", event)
             self._broadcast(event.message)
@@ -175,6 +197,6 @@ class EventHub:
         tail = [self._finish] if self._finish is not None else []
         return head + self._epochs + tail
 
-    def _broadcast(self, message: str) -> None:
+    def _broadcast(self, message: bytes) -> None:
         for client in self._clients:
             client.offer(message)

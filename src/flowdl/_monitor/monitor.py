@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import os
 import threading
@@ -19,6 +18,7 @@ from flowdl._format import format_duration
 from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
+from flowdl._monitor.notebook import NotebookDisplay, in_notebook
 from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
@@ -114,6 +114,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._started = clock()
         self._last_time = self._started
+        # in Jupyter: a live chart and line in the cell, no server needed
+        self._notebook = NotebookDisplay(self.title, total_epochs) if in_notebook() else None
         self._hub.set_meta(
             {
                 "title": self.title,
@@ -162,21 +164,29 @@ class Monitor:
             self._records.append(record)
             self._last_time = now
         self._hub.add_epoch(record.event(self.total_epochs))
-        self._writer.write(epoch_line(record, self.total_epochs))
+        line = epoch_line(record, self.total_epochs)
+        self._writer.write(line)
+        if self._notebook is not None:
+            self._notebook.show(self._records, plain(line))
 
-    def watch(self, graph: object) -> None:
+    def watch(self, graph: object, *, profile: bool = False) -> None:
         """Show `graph`'s drawing on the dashboard (call again to update it).
 
-        The drawing is ``graph.svg()``; when the graph cannot draw itself (Graphviz
-        is not installed, or the object has no ``svg()`` method) the panel shows why.
+        The drawing is ``graph.svg()`` (``graph.svg(profile=True)``, the heat map of
+        the last profile, with `profile`), inlined in the page's graph panel: it zooms
+        and pans, and hovering a node shows its module, parameters, tags and, when
+        profiled, its output shape and time. When the graph cannot draw itself
+        (Graphviz is not installed, or the object has no ``svg()`` method) the panel
+        shows why.
 
         Args:
             graph: the model, usually an `fl.Graph`.
+            profile: draw the profile's heat map (after a profiled forward).
         """
         label = getattr(graph, "label", None)
         data: dict[str, Any] = {
             "label": label if isinstance(label, str) else type(graph).__name__,
-            "svg_data_url": None,
+            "svg": None,
             "message": None,
         }
         draw = getattr(graph, "svg", None)
@@ -184,15 +194,14 @@ class Monitor:
             data["message"] = f"{type(graph).__name__} has no svg() method to draw itself"
         else:
             try:
-                svg = draw()
+                svg = draw(profile=True) if profile else draw()
             except Exception as error:  # shown in the panel: a drawing never stops training
                 data["message"] = f"the graph could not be drawn: {error}"
             else:
                 if isinstance(svg, bytes):
                     svg = svg.decode("utf-8")
                 if isinstance(svg, str) and "<svg" in svg:
-                    encoded = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-                    data["svg_data_url"] = "data:image/svg+xml;base64," + encoded
+                    data["svg"] = svg[svg.index("<svg") :]  # the page sanitises it
                 else:
                     data["message"] = f"svg() returned {type(svg).__name__}, not SVG text"
         self._graph_version += 1
@@ -214,6 +223,8 @@ class Monitor:
             }
         )
         self._writer.write(segments)
+        if self._notebook is not None:
+            self._notebook.show(self._records, plain(segments))
         if self._server is not None:
             self._server.close()
 
@@ -306,9 +317,9 @@ class Monitor:
     def save_html(self, path: str | os.PathLike[str]) -> Path:
         """Write the dashboard as one offline HTML file with every epoch so far in it.
 
-        The page carries plotly.js and the data itself: it needs no server and no
-        network. Call it after `finish` for the whole run (or at any time for a
-        snapshot).
+        The page carries its chart code and the data itself (tens of KB, not MB): it
+        needs no server and no network. Call it after `finish` for the whole run (or
+        at any time for a snapshot).
 
         Args:
             path: the HTML file; its folder must exist. Written atomically.

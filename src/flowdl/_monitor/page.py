@@ -10,7 +10,6 @@ from flowdl._web.page_parts import (
     OFFLINE_POLICY,
     charts_script,
     head,
-    inline_plotly,
     template,
 )
 
@@ -20,11 +19,11 @@ def dashboard_page(
 ) -> str:
     """The dashboard's HTML.
 
-    Without `events` the page is live: it loads ``plotly.js`` and ``events`` from the
-    server that sent it (relative URLs, so it also works through an SSH tunnel or a
-    proxy path). With `events` (``[{"type": ..., "data": ...}]``, as
-    `flowdl._monitor.hub.EventHub.events` gives them) it is frozen: plotly.js and
-    every event are inside the page and it loads nothing.
+    The chart code (flowdl's own SVG renderer) is always inside the page. Without
+    `events` the page is live: it loads ``events`` from the server that sent it (a
+    relative URL, so it also works through an SSH tunnel or a proxy path). With
+    `events` (``[{"type": ..., "data": ...}]``, as `flowdl._monitor.hub.EventHub.events`
+    gives them) it is frozen: every event is inside the page and it loads nothing.
 
     Args:
         title: the page's title.
@@ -36,21 +35,20 @@ def dashboard_page(
 
     Example:
         >>> page = dashboard_page(title="run <1>", total_epochs=3)
-        >>> "<title>run &lt;1&gt;</title>" in page, 'src="plotly.js"' in page
-        (True, True)
+        >>> "<title>run &lt;1&gt;</title>" in page, "flowdlCharts" in page, "<script src" in page
+        (True, True, False)
     """
     live = events is None
     boot: dict[str, Any] = {"mode": "live" if live else "frozen", "total_epochs": total_epochs}
     if not live:
         boot["events"] = events
-    plotly = '<script src="plotly.js"></script>' if live else f"<script>{inline_plotly()}</script>"
     return template("dashboard.html").substitute(
         head=head(title, LIVE_POLICY if live else OFFLINE_POLICY),
         title=html_text(title),
         status="connecting" if live else "snapshot",
         total=total_epochs,
-        plotly=plotly,
         charts=charts_script(),
+        graph_view=safe_inline_script(static_text("graph_view.js")),
         boot=script_json(boot),
         dashboard=safe_inline_script(static_text("dashboard.js")),
     )

@@ -1,16 +1,24 @@
 """The live dashboard's HTTP server: the standard library's, in daemon threads.
 
-``GET /`` the page, ``GET /plotly.js`` plotly.js from the installed package,
-``GET /events`` the Server-Sent-Events stream (history first, then live events).
+``GET /`` the page (its chart code inlined), ``GET /events`` the Server-Sent-Events
+stream (history first, then live events).
 Bound to 127.0.0.1 unless told otherwise; on loopback it also refuses requests whose
 ``Host`` is not a loopback name, so a web page elsewhere cannot read the dashboard
 through DNS rebinding.
+
+Under many clients: at most `MAX_CONNECTIONS` connections are served at once (one
+thread each); beyond that a connection is answered ``503`` and closed. A connection
+that sends no request, or whose reader stops reading, is given up after
+`SOCKET_TIMEOUT_SECONDS`. The listen backlog is `LISTEN_BACKLOG`, so a burst of
+browsers connects without waiting for retransmissions. Every stream writes the hub's
+shared bytes: a client costs a thread and its queue of references, not a copy of the
+history.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import select
 import socket
 import socketserver
 import threading
@@ -20,12 +28,25 @@ from urllib.parse import urlsplit
 
 from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.hub import Client, EventHub
-from flowdl._web.assets import plotly_js
 
 # Seconds between keep-alive comments on an idle event stream.
 HEARTBEAT_SECONDS = 15.0
+# Seconds between checks that an idle stream's browser is still there.
+_POLL_SECONDS = 1.0
 # Seconds a connection may block a read or a write before it is given up.
 SOCKET_TIMEOUT_SECONDS = 10.0
+# Connections served at once; more are answered 503.
+MAX_CONNECTIONS = 64
+# Connections the kernel may hold waiting to be accepted.
+LISTEN_BACKLOG = 128
+# Over-cap connections being answered 503 at once; past this they are just closed.
+_MAX_REFUSING = 32
+
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\nContent-Length: 58\r\n\r\n"
+    b"the dashboard is serving too many connections; retry soon\n"
+)
 
 
 class DashboardServer:
@@ -87,6 +108,7 @@ class DashboardServer:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], hub: EventHub, page: bytes) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -95,6 +117,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.loopback_only = is_loopback(address[0])
         self._connections: dict[threading.Thread, socket.socket] = {}
         self._connections_lock = threading.Lock()
+        self._refusing = 0
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -105,6 +128,18 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_port = int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            full = len(self._connections) >= MAX_CONNECTIONS
+            refuse = full and self._refusing < _MAX_REFUSING
+            self._refusing += refuse
+        if full:
+            if refuse:
+                threading.Thread(
+                    target=self._refuse, args=(request,), name="flowdl-dashboard-503", daemon=True
+                ).start()
+            else:
+                self.shutdown_request(request)
+            return
         thread = threading.Thread(
             target=self._serve_one,
             args=(request, client_address),
@@ -121,6 +156,19 @@ class _HTTPServer(ThreadingHTTPServer):
         finally:
             with self._connections_lock:
                 self._connections.pop(threading.current_thread(), None)
+
+    def _refuse(self, request: socket.socket) -> None:
+        """Answer 503 to a connection over the cap: read its request, reply, close."""
+        try:
+            request.settimeout(1.0)
+            with contextlib.suppress(OSError):
+                request.recv(65536)
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+        finally:
+            self.shutdown_request(request)
+            with self._connections_lock:
+                self._refusing -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a browser closing a connection is not an error worth a traceback
@@ -153,8 +201,6 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", self.server.page)
-        elif path == "/plotly.js":
-            self._send(200, "text/javascript; charset=utf-8", _plotly_bytes(), cache=True)
         elif path == "/events":
             self._stream()
         elif path == "/favicon.ico":
@@ -189,16 +235,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         history, client = self.server.hub.subscribe(self.connection)
         try:
-            self.wfile.write(("retry: 2000\n\n" + "".join(history)).encode("utf-8"))
+            self.wfile.write(b"retry: 2000\n\n")
+            for event in history:  # the hub's own bytes, written as they are
+                self.wfile.write(event)
+            del history
+            quiet = 0.0
             while True:
-                message = client.next(HEARTBEAT_SECONDS)
+                message: bytes | None = client.next(_POLL_SECONDS)
                 if message == Client.CLOSED:
                     break
-                self.wfile.write((message or ": keep-alive\n\n").encode("utf-8"))
+                if message is None:
+                    if _hung_up(self.connection):
+                        break  # the browser went away: free its slot now
+                    quiet += _POLL_SECONDS
+                    if quiet < HEARTBEAT_SECONDS:
+                        continue
+                    message = b": keep-alive\n\n"
+                quiet = 0.0
+                self.wfile.write(message)
         except (OSError, ValueError):
             pass  # the browser went away, or the stream was dropped
         finally:
             self.server.hub.unsubscribe(client)
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the peer closed `connection` (it sends nothing on an event stream)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 _MSG_HOST = (
@@ -206,8 +273,3 @@ _MSG_HOST = (
     "Open it as http://127.0.0.1:PORT/ or through an SSH tunnel; to serve other\n"
     "hosts, start it with monitor.serve(host=...).\n"
 )
-
-
-@functools.cache
-def _plotly_bytes() -> bytes:
-    return plotly_js().encode("utf-8")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from flowdl._executor.core import GraphCore
 from flowdl._files import write_text_atomic
@@ -15,11 +17,16 @@ from flowdl._observe.store import select_series
 from flowdl._observe.tree_metrics import tree_groups, tree_histories
 from flowdl._web.curves import write_curves_page
 
+# The graph attribute holding the marks of `Progress.mark`.
+_MARKS = "_marks"
+
 __all__ = ["Progress"]
 
 
 class Progress(GraphCore):
-    """`flush_count`, `elapsed`, `eta`, `export_trends`, `write_log`, `plot_html`."""
+    """`flush_count`, `elapsed`, `eta`, `export_trends`, `write_log`, `mark`, `plot_html`."""
+
+    _transient: ClassVar[tuple[str, ...]] = (_MARKS,)
 
     @property
     def flush_count(self) -> int:
@@ -140,20 +147,63 @@ class Progress(GraphCore):
         clock = observation_state(self).clock
         return write_text_atomic(path, log_text(series, clock, total_epochs))
 
-    def plot_html(self, path: str | os.PathLike[str], *names: str) -> Path:
-        """Write the "Training Curves" page: one line per history, over the epochs.
+    def mark(self, text: str, epoch: int | None = None) -> None:
+        """Note an event (a trend decision, a change of learning rate) on the curves page.
 
-        One self-contained HTML file that works offline (plotly.js is embedded
-        from the installed ``plotly`` package; the page loads nothing from the
-        network): hovering shows every series at an epoch, clicking a legend entry
-        hides a line, a button switches to a log scale, and a table gives each
-        series' last, lowest and highest value. Names as for `export_trends`
+        `plot_html` draws each mark as a dashed line at its epoch on every chart, with
+        `text` beside it and in the hover tooltip. Marks are not part of the model (not
+        in ``state_dict()``; copies start without them).
+
+        Args:
+            text: what happened, e.g. ``"val_loss stalled: lr / 2"``.
+            epoch: the epoch (1-based); by default the last flushed one (`flush_count`).
+
+        Raises:
+            ValueError: no epoch given and nothing flushed yet, or `epoch` < 1.
+
+        Example:
+            >>> import torch, flowdl as fl
+            >>> g = fl.Flow(torch.nn.Identity()).build()
+            >>> g.record("val_loss", 0.5); _ = g.flush()
+            >>> g.mark("val_loss stalled: lr / 2")
+            >>> g.marks
+            [(1, 'val_loss stalled: lr / 2')]
+        """
+        at = self.flush_count if epoch is None else epoch
+        if isinstance(at, bool) or not isinstance(at, int) or at < 1:
+            raise ValueError(
+                f"g.mark({text!r}, epoch={epoch!r}): expected an int epoch >= 1"
+                + (" (nothing flushed yet: flush first or pass epoch=)" if epoch is None else "")
+            )
+        self.__dict__.setdefault(_MARKS, []).append((at, str(text)))
+
+    @property
+    def marks(self) -> list[tuple[int, str]]:
+        """The ``(epoch, text)`` marks noted by `mark`, in the order noted."""
+        return list(self.__dict__.get(_MARKS, []))
+
+    def plot_html(
+        self,
+        path: str | os.PathLike[str],
+        *names: str,
+        marks: Sequence[tuple[int, str]] | None = None,
+    ) -> Path:
+        """Write the "Training Curves" page: one chart per history, over the epochs.
+
+        One self-contained HTML file of about 30 KB that works offline (the charts are
+        drawn by flowdl's own small SVG renderer inlined into the page; it loads nothing
+        from the network). Each history has its own chart and value axis; losses start on
+        a log scale and every chart has a log toggle; dragging, the wheel or the range
+        buttons zoom all charts at once; hovering shows the epoch and value; `marks`
+        (default: those noted with `mark`) are dashed lines at their epochs; a table
+        gives each series' last, lowest and highest value. Names as for `export_trends`
         (default: every history of the tree, sorted; tag groups expanded; names
         without a history skipped). Written whole or not at all.
 
         Args:
             path: the HTML file to write.
-            *names: as for `export_trends`.
+            *names: the histories to draw (default: all).
+            marks: ``(epoch, text)`` pairs to draw instead of those noted with `mark`.
 
         Returns:
             the path written.
@@ -170,4 +220,6 @@ class Progress(GraphCore):
             >>> "<title>Training Curves</title>" in page.read_text()
             True
         """
-        return write_curves_page(path, dict(self._series(names, "plot")), "Training Curves")
+        shown = self.marks if marks is None else list(marks)
+        series = dict(self._series(names, "plot"))
+        return write_curves_page(path, series, "Training Curves", marks=shown)

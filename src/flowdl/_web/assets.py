@@ -1,4 +1,4 @@
-"""What the pages are made of: plotly.js, our own script and style, data safe to embed."""
+"""What the pages are made of: our own chart script and style, data safe to embed."""
 
 from __future__ import annotations
 
@@ -16,19 +16,6 @@ _SCRIPT_ESCAPES = {
     "\u2028": "\\u2028",
     "\u2029": "\\u2029",
 }
-
-
-@functools.cache
-def plotly_js() -> str:
-    """The minified plotly.js bundled with the installed ``plotly`` package (about 4.8 MB).
-
-    Example:
-        >>> "Plotly" in plotly_js()[:2000]
-        True
-    """
-    from plotly.offline import get_plotlyjs
-
-    return safe_inline_script(get_plotlyjs())
 
 
 @functools.cache
@@ -78,13 +65,30 @@ def html_text(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+# flowdl's own line colours: ten for the usual case, then fourteen more, all distinct.
+COLORS = (
+    "#2563eb",
+    "#dc2626",
+    "#16a34a",
+    "#d97706",
+    "#7c3aed",
+    "#0891b2",
+    "#db2777",
+    "#65a30d",
+    "#475569",
+    "#b45309",
+)
+MORE_COLORS = (
+    "#1e3a8a", "#991b1b", "#166534", "#92400e", "#5b21b6", "#155e75", "#9d174d",
+    "#3f6212", "#0f766e", "#c2410c", "#6d28d9", "#be123c", "#0369a1", "#4d7c0f",
+)  # fmt: skip
+
+
 def palette(count: int) -> list[str]:
-    """Line colours for `count` series: plotly's default ten, or 24 distinct ones beyond.
+    """Line colours for `count` series: flowdl's ten, or 24 distinct ones beyond ten.
 
     Example:
-        >>> len(palette(3)), len(palette(30))
-        (10, 24)
+        >>> len(palette(3)), len(palette(30)), palette(1)[0]
+        (10, 24, '#2563eb')
     """
-    from plotly.colors import qualitative
-
-    return list(qualitative.Plotly if count <= len(qualitative.Plotly) else qualitative.Dark24)
+    return list(COLORS if count <= len(COLORS) else COLORS + MORE_COLORS)

@@ -17,12 +17,12 @@ from flowdl._web.page_parts import (
     OFFLINE_POLICY,
     charts_script,
     head,
-    inline_plotly,
     plot_values,
     template,
 )
 
 Series = Mapping[str, Sequence[float | None]]
+Marks = Sequence[tuple[int, str]]
 
 
 def curves_page(
@@ -32,15 +32,19 @@ def curves_page(
     x_title: str = "Epoch",
     y_title: str = "",
     subtitle: str | None = None,
+    marks: Marks = (),
 ) -> str:
     """One self-contained HTML page drawing each series as a line over epochs 1, 2, ...
 
-    The page embeds plotly.js from the installed ``plotly`` package and loads
-    nothing from the network (its security policy forbids it). Hovering shows every
-    series' value at an epoch (written by `flowdl._format.format_metric`), clicking a
-    legend entry hides a line, and a button switches the value axis to a log scale.
-    Below the chart a table gives each series' last, lowest and highest value. Series
-    may differ in length; ``None`` or NaN is a gap.
+    Each series gets its own chart and value axis (a gradient norm of 50 does not
+    flatten a loss of 0.01), drawn by flowdl's own SVG renderer inlined into the page;
+    it loads nothing from the network (its security policy forbids it). Losses (names
+    containing ``loss``) start on a log scale, every chart has a log-scale toggle;
+    dragging across a chart, the wheel or the range buttons zoom every chart at once,
+    and hovering shows the epoch and the value (written by
+    `flowdl._format.format_metric`). `marks` draw a dashed line at their epoch on every
+    chart, with their text. Below the charts a table gives each series' last, lowest
+    and highest value. Series may differ in length; ``None`` or NaN is a gap.
 
     Args:
         series: ``{name: [value of epoch 1, value of epoch 2, ...]}``, in drawing order.
@@ -48,6 +52,7 @@ def curves_page(
         x_title: the horizontal axis' title.
         y_title: the vertical axis' title.
         subtitle: a line under the heading; by default how many series and epochs.
+        marks: ``(epoch, text)`` pairs, e.g. ``[(12, "val_loss stalled: lr / 2")]``.
 
     Returns:
         The page, as text.
@@ -63,6 +68,7 @@ def curves_page(
         (True, True)
     """
     checked = _check_series(series)
+    checked_marks = _check_marks(marks)
     longest = max(len(values) for values in checked.values())
     if subtitle is None:
         subtitle = f"{len(checked)} series, {longest} epoch{'s' if longest != 1 else ''}"
@@ -75,12 +81,12 @@ def curves_page(
         "x_title": x_title,
         "y_title": y_title,
         "palette": palette(len(drawn)),
+        "marks": checked_marks,
     }
     return template("curves.html").substitute(
         head=head(title, OFFLINE_POLICY),
         title=html_text(title),
         subtitle=html_text(subtitle),
-        plotly=inline_plotly(),
         charts=charts_script(),
         table=_summary_table(checked),
         data=script_json(data),
@@ -95,6 +101,7 @@ def write_curves_page(
     x_title: str = "Epoch",
     y_title: str = "",
     subtitle: str | None = None,
+    marks: Marks = (),
 ) -> Path:
     """Write `curves_page` to `path`, atomically (a temporary file, then a rename).
 
@@ -105,6 +112,7 @@ def write_curves_page(
         x_title: the horizontal axis' title.
         y_title: the vertical axis' title.
         subtitle: a line under the heading.
+        marks: ``(epoch, text)`` pairs drawn as dashed lines on every chart.
 
     Returns:
         The path written.
@@ -120,7 +128,9 @@ def write_curves_page(
         >>> write_curves_page(out, {"loss": [0.9, 0.4]}, "Training Curves").name
         'curves.html'
     """
-    page = curves_page(series, title, x_title=x_title, y_title=y_title, subtitle=subtitle)
+    page = curves_page(
+        series, title, x_title=x_title, y_title=y_title, subtitle=subtitle, marks=marks
+    )
     return write_text_atomic(path, page)
 
 
@@ -157,6 +167,28 @@ def _check_series(series: object) -> dict[str, list[float | None]]:
                 f"received {type(values).__name__}"
             )
         checked[name] = [_number(name, index, value) for index, value in enumerate(values)]
+    return checked
+
+
+def _check_marks(marks: object) -> list[dict[str, Any]]:
+    if isinstance(marks, (str, bytes)) or not isinstance(marks, Sequence):
+        raise TypeError(
+            render_message(
+                "marks are (epoch, text) pairs",
+                [
+                    ("expected", "a sequence like [(12, 'val_loss stalled: lr / 2')]"),
+                    ("received", type(marks).__name__),
+                ],
+            )
+        )
+    checked = []
+    for mark in marks:
+        epoch, text = mark if isinstance(mark, tuple) and len(mark) == 2 else (None, None)
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise TypeError(
+                f"a mark is an (epoch, text) pair with an int epoch >= 1; received {mark!r}"
+            )
+        checked.append({"epoch": epoch, "text": str(text)})
     return checked
 
 

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from string import Template
 
 from flowdl._format import format_metric
-from flowdl._web.assets import html_text, plotly_js, safe_inline_script, static_text
+from flowdl._web.assets import html_text, safe_inline_script, static_text
 
 # An offline page loads nothing: scripts and styles are inline, images are data URLs.
 OFFLINE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-# The live dashboard also loads plotly.js and its event stream from its own server.
+# The live dashboard also loads its event stream from its own server.
 LIVE_POLICY = (
     "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:; connect-src 'self'"
@@ -46,11 +46,6 @@ def head(title: str, policy: str) -> str:
 def template(name: str) -> Template:
     """The page template ``static/<name>`` as a `string.Template`."""
     return Template(static_text(name))
-
-
-def inline_plotly() -> str:
-    """plotly.js, ready to sit between ``<script>`` tags."""
-    return plotly_js()
 
 
 def style() -> str:

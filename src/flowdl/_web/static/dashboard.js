@@ -15,6 +15,7 @@
   };
   window.flowdlDashboard = state;
   const metricCharts = new Map();
+  const metricGroup = flowdlCharts.linkGroup();
   const GIB = 1024 * 1024 * 1024;
   let scheduled = false;
 
@@ -97,7 +98,7 @@
     const names = metricNames(epochs);
     const holder = byId("metric-charts");
     if (names.length && byId("no-metrics")) byId("no-metrics").remove();
-    const palette = (state.meta && state.meta.palette) || ["#636EFA"];
+    const palette = (state.meta && state.meta.palette) || flowdlCharts.colors;
     names.forEach(function (name, index) {
       let chart = metricCharts.get(name);
       if (!chart) {
@@ -112,6 +113,7 @@
       }
       flowdlCharts.draw(chart.plot, [series(epochs, name, "metrics")], {
         palette: [chart.color], showLegend: false, height: 240, logToggle: true,
+        log: flowdlCharts.isLoss(name), group: metricGroup,
       });
     });
   }
@@ -157,14 +159,10 @@
     if (!state.graph || panel.getAttribute("data-shown") === state.graph.version) return;
     panel.replaceChildren();
     panel.setAttribute("data-shown", state.graph.version);
-    if (state.graph.label) panel.appendChild(element("h3", "", state.graph.label));
-    const source = state.graph.svg_data_url;
-    if (typeof source === "string" && source.indexOf("data:image/svg+xml;base64,") === 0) {
-      const image = element("img");
-      image.alt = "the model's graph";
-      image.src = source;
-      panel.appendChild(image);
+    if (typeof state.graph.svg === "string") {
+      flowdlGraphView.show(panel, state.graph.svg, state.graph.label || "");
     } else {
+      if (state.graph.label) panel.appendChild(element("h3", "", state.graph.label));
       panel.appendChild(element("div", "message", state.graph.message || "no drawing"));
     }
   }
