@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 import flowdl as fl
+from tests.ranks import single_process_group
 
 
 def make(seed: int = 0, width: int = 6) -> fl.Graph:
@@ -199,3 +201,21 @@ def test_another_model_or_optimizer_is_refused_changing_nothing(tmp_path: Path) 
     with pytest.raises(fl.CheckpointError, match="state of a Adam, not of a SGD"):
         fl.load_sharded_checkpoint(tmp_path / "run", fresh, sgd)
     assert not sgd.state
+
+
+def test_a_ddp_wrapped_model_saves_without_the_module_prefix(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    with single_process_group(tmp_path):
+        ddp = DistributedDataParallel(model)
+        fl.save_sharded_checkpoint(tmp_path / "run", ddp, optimizer, epoch=1)
+    fresh = make(seed=1)
+    fresh_optimizer = torch.optim.Adam(fresh.parameters())
+    assert fl.load_sharded_checkpoint(tmp_path / "run", fresh, fresh_optimizer).complete
+    assert same(state(fresh, fresh_optimizer), state(model, optimizer))
+
+
+def test_an_interrupted_swap_names_the_previous_checkpoint(tmp_path: Path) -> None:
+    fl.save_sharded_checkpoint(tmp_path / "run", make())
+    (tmp_path / "run").rename(tmp_path / ".run.flowdl-replaced")  # killed between renames
+    with pytest.raises(fl.CheckpointError, match=r"the previous checkpoint is .*replaced"):
+        fl.load_sharded_checkpoint(tmp_path / "run", make())

@@ -177,18 +177,20 @@ def _write(folder: Path, tensors: dict[str, Tensor], document: dict[str, Any]) -
     rank = dist.get_rank() if distributed else 0
     saving = folder.parent / f".{folder.name}.flowdl-saving"
     replaced = folder.parent / f".{folder.name}.flowdl-replaced"
+    failure = None
     if rank == 0:
-        shutil.rmtree(saving, ignore_errors=True)  # a save that was interrupted
-        saving.mkdir()
-    if distributed:
-        dist.barrier()
+        try:
+            shutil.rmtree(saving, ignore_errors=True)  # what an interrupted save left
+            saving.mkdir()
+        except OSError as error:
+            failure = f"{type(error).__name__}: {error}"
+    _raise_if_failed(failure, distributed, folder, "could not create the temporary folder")
     with single_process_quietly():
         save(
             tensors,
             storage_writer=HuggingFaceStorageWriter(str(saving), save_distributed=True),
             no_dist=not distributed,
         )
-    failure: list[str | None] = [None]
     if rank == 0:
         try:
             text = json.dumps(document, allow_nan=False)
@@ -199,14 +201,20 @@ def _write(folder: Path, tensors: dict[str, Tensor], document: dict[str, Any]) -
             os.replace(saving, folder)
             shutil.rmtree(replaced, ignore_errors=True)
         except (OSError, ValueError) as error:
-            failure[0] = f"{type(error).__name__}: {error}"
+            failure = f"{type(error).__name__}: {error}"
+    _raise_if_failed(failure, distributed, folder, "could not put the checkpoint in place")
+
+
+def _raise_if_failed(failure: str | None, distributed: bool, folder: Path, what: str) -> None:
+    """Every rank raises what rank 0 met (which only rank 0 knows), or goes on."""
+    shared: list[str | None] = [failure]
     if distributed:
-        dist.broadcast_object_list(failure, src=0)  # between the ranks, never from the file
-    if failure[0] is not None:
+        dist.broadcast_object_list(shared, src=0)  # between the ranks, never from a file
+    if shared[0] is not None:
         raise CheckpointError(
-            "rank 0 could not put the sharded checkpoint in place",
+            f"rank 0 {what}",
             path=str(folder),
-            received=failure[0],
+            received=shared[0],
             fix="check the folder's permissions and free space, and save again",
         )
 

@@ -126,6 +126,12 @@ def read_document(folder: Path) -> dict[str, Any]:
             if folder.is_file()
             else "pass the folder given to fl.save_sharded_checkpoint"
         )
+        previous = folder.parent / f".{folder.name}.flowdl-replaced"
+        if not folder.exists() and (previous / DOCUMENT).is_file():
+            fix = (
+                f"a save was interrupted while it swapped folders: the previous checkpoint "
+                f"is {previous}; rename it to {folder.name}"
+            )
         raise CheckpointError(
             "there is no sharded checkpoint at this path",
             path=where,
