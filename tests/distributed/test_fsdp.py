@@ -25,7 +25,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 import flowdl as fl
-from tests.ranks import run_ranks
+from tests.ranks import run_ranks, single_process_group
 
 FEATURES, HIDDEN, BATCH, STEPS, LR = 3, 6, 8, 3, 0.01
 
@@ -243,3 +243,37 @@ def test_a_missing_rank_file_is_refused(sharded: Any, tmp_path: Path) -> None:
     with pytest.raises(fl.CheckpointError, match="a shard file is missing"):
         fl.load_sharded_checkpoint(copy, model)
     assert full(model) == before
+
+
+def test_compile_runs_separately_sharded_layers_and_nested_graphs_eagerly(tmp_path: Path) -> None:
+    def nested() -> fl.Graph:
+        torch.manual_seed(0)
+        inner = fl.Flow(nn.Linear(4, 4)).through(nn.Tanh()).label("inner").build()
+        return (
+            fl.Flow(nn.Linear(3, 4))
+            .through(inner)
+            .also(nn.Linear(4, 4))
+            .through(nn.Linear(4, 1))
+            .build()
+            .double()
+        )
+
+    with single_process_group(tmp_path):  # FSDP2 on one rank: the same hooks, no spawn
+        eager, model = nested(), nested()
+        fully_shard(model.inner)
+        fully_shard(model.Linear_0)
+        fully_shard(model)
+        model.compile(backend="eager")
+        x = torch.randn(5, 3, dtype=torch.float64)
+        expected, got = eager(x), model(x)
+        expected.sum().backward()
+        got.sum().backward()
+        kinds = [type(item).__name__ for item in model._fast or ()]
+        inner_kinds = [type(item).__name__ for item in model.inner._fast or ()]
+        pairs = zip(eager.parameters(), model.parameters(), strict=True)
+        grads = [(p.grad, q.grad.full_tensor()) for p, q in pairs]
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for want, have in grads:
+        torch.testing.assert_close(have, want, rtol=1e-12, atol=1e-12)
+    assert kinds == ["Step", "Step", "Segment"]  # the sharded layer, the sharded graph, the rest
+    assert inner_kinds == ["Segment"]  # the nested graph's own nodes are compiled
