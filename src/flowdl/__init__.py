@@ -23,6 +23,11 @@ from flowdl._checkpoint.info import CheckpointInfo, checkpoint_info
 from flowdl._checkpoint.load import load_checkpoint
 from flowdl._checkpoint.report import LoadReport
 from flowdl._checkpoint.save import save_checkpoint
+from flowdl._checkpoint.sharded import (
+    consolidate_checkpoint,
+    load_sharded_checkpoint,
+    save_sharded_checkpoint,
+)
 from flowdl._context import Context
 from flowdl._draw.summary import Summary
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
@@ -73,9 +78,12 @@ __all__ = [
     "TrendGroup",
     "__version__",
     "checkpoint_info",
+    "consolidate_checkpoint",
     "data",
     "load_checkpoint",
+    "load_sharded_checkpoint",
     "protocols",
     "save_checkpoint",
+    "save_sharded_checkpoint",
     "structural_hash",
 ]

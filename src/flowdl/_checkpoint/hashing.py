@@ -15,6 +15,7 @@ import functools
 import hashlib
 import inspect
 import json
+import sys
 from typing import Any
 
 from torch import Tensor, nn
@@ -70,6 +71,17 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = original
             continue
         return model
+
+
+def _unsharded_type(module: nn.Module) -> type:
+    """The module's class, or the class FSDP2's `fully_shard` derived its own from
+    (``FSDPLinear`` from ``Linear``): sharding does not change what a model computes."""
+    cls = type(module)
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # nothing is sharded before its import
+    managed = getattr(fsdp, "FSDPModule", None)
+    if isinstance(managed, type) and cls.__bases__[:1] == (managed,) and len(cls.__bases__) == 2:
+        return cls.__bases__[1]
+    return cls
 
 
 def structural_hash(model: nn.Module) -> str:
@@ -156,7 +168,7 @@ class _Hasher:
 
     def _module(self, module: nn.Module) -> dict[str, Any]:
         return {
-            "type": type(module).__qualname__,
+            "type": _unsharded_type(module).__qualname__,
             "config": self._config(module),
             **_own_tensors(module),
             "children": [

@@ -18,6 +18,7 @@ from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.report import LoadReport, Mismatch
 from flowdl._checkpoint.save import MODEL_PREFIX
+from flowdl._checkpoint.sharded_check import refuse_sharded
 
 _LISTED = 6
 
@@ -87,6 +88,7 @@ def load_checkpoint(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_checkpoint() takes an nn.Module, received {type(model).__name__}")
+    refuse_sharded(model, path, "load")  # FSDP2 / DTensor: fl.load_sharded_checkpoint
     target = unwrap(model)
     return load_into(path, target, optimizer, scheduler, strict, f"this {type(target).__name__}")
 

@@ -16,6 +16,7 @@ from flowdl._checkpoint.container import pack
 from flowdl._checkpoint.encoding import encode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
+from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._files import write_atomically
 from flowdl._version import __version__
 
@@ -74,6 +75,7 @@ def save_checkpoint(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"save_checkpoint() takes an nn.Module, received {type(model).__name__}")
+    refuse_sharded(model, path, "save")  # FSDP2 / DTensor: fl.save_sharded_checkpoint
     directory = Path(path).parent
     if not directory.is_dir():
         raise CheckpointError(

@@ -8,11 +8,15 @@ at run time stays in the executor between segments: state reads (the first call
 differs from the next), halting loops, switches, sparse gates, maps and nested
 graphs. Their decisions therefore never cause a graph break or a recompilation.
 Modules that Dynamo refuses to trace whole (`nn.RNN`, `nn.GRU`, `nn.LSTM`: "Attempted
-to wrap RNN, GRU, or LSTM"), or steps containing one, run eagerly between segments too.
+to wrap RNN, GRU, or LSTM"), or steps containing one, run eagerly between segments too,
+and so do modules sharded on their own by FSDP2's `fully_shard` (their hooks, which
+gather the parameters, are "marked as skipped" by Dynamo); a graph sharded as a whole
+keeps its hooks around the graph's call and compiles like any other.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +42,9 @@ def is_static(fn: Any) -> bool:
     """Whether a step's work is fixed at build time, so it can be compiled in a segment."""
     if isinstance(fn, StateRead):
         return False
-    if isinstance(fn, nn.Module) and any(isinstance(m, EAGER_ONLY) for m in fn.modules()):
+    if isinstance(fn, nn.Module) and any(
+        isinstance(m, EAGER_ONLY) or _sharded(m) for m in fn.modules()
+    ):
         return False
     plan = plan_of(fn)
     if plan is not None:
@@ -50,6 +56,14 @@ def is_static(fn: Any) -> bool:
         inner_plans = (plan_of(inner) for _, inner in fn.inner())
         return fixed and all(inlinable(plan) for plan in inner_plans if plan is not None)
     return True
+
+
+def _sharded(module: nn.Module) -> bool:
+    """Whether FSDP2 (`fully_shard`) manages `module`: its hooks gather the parameters
+    around each call, and Dynamo refuses to trace them inside a ``fullgraph`` segment."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # nothing is sharded before its import
+    managed = getattr(fsdp, "FSDPModule", None)
+    return isinstance(managed, type) and isinstance(module, managed)
 
 
 def inlinable(plan: Plan) -> bool:

@@ -59,6 +59,7 @@ class CharacterDataset(Dataset[tuple[Tensor, Tensor]]):
         if len(self._index) != len(self.vocabulary):
             raise ValueError("the vocabulary has a character twice")
         self.seq_len = seq_len
+        self._codes = _lookup(self.vocabulary)
         self.ids = self.encode(text)
 
     def __len__(self) -> int:
@@ -98,15 +99,23 @@ class CharacterDataset(Dataset[tuple[Tensor, Tensor]]):
             >>> ids.dtype, data.decode(ids)
             (torch.int64, 'hold')
         """
-        index = self._index
-        try:
-            return torch.tensor([index[c] for c in text], dtype=torch.int64)
-        except KeyError as error:
-            char = error.args[0]
+        if not text:
+            return torch.empty(0, dtype=torch.int64)
+        if text.isascii():  # one byte a character; otherwise four (UTF-32 code points)
+            codes = torch.frombuffer(bytearray(text.encode("ascii")), dtype=torch.uint8)
+        else:
+            data = bytearray(text.encode("utf-32-le", errors="surrogatepass"))
+            codes = torch.frombuffer(data, dtype=torch.int32)
+        keys, order = self._codes
+        position = torch.searchsorted(keys, codes.to(torch.int64)).clamp_(max=len(keys) - 1)
+        known = keys[position] == codes
+        if not bool(known.all()):
+            at = int(torch.nonzero(~known)[0])
             raise ValueError(
-                f"character {char!r} (at position {text.index(char)}) is not in the "
+                f"character {text[at]!r} (at position {at}) is not in the "
                 f"vocabulary of {len(self.vocabulary)} characters"
-            ) from None
+            )
+        return order[position]
 
     def decode(self, ids: Tensor | Iterable[int]) -> str:
         """The text of a sequence of ids (a tensor of any shape is read in order).
@@ -157,8 +166,8 @@ class CharacterDataset(Dataset[tuple[Tensor, Tensor]]):
                 f"window of seq_len={self.seq_len} plus one; move the split or shorten seq_len"
             )
         part = CharacterDataset.__new__(CharacterDataset)
-        part.vocabulary, part._index, part.seq_len, part.ids = (
-            self.vocabulary, self._index, self.seq_len, ids,
+        part.vocabulary, part._index, part._codes, part.seq_len, part.ids = (
+            self.vocabulary, self._index, self._codes, self.seq_len, ids,
         )  # fmt: skip
         return part
 
@@ -167,3 +176,12 @@ class CharacterDataset(Dataset[tuple[Tensor, Tensor]]):
             f"CharacterDataset({len(self)} windows of {self.seq_len}, "
             f"{len(self.vocabulary)} characters)"
         )
+
+
+def _lookup(vocabulary: str) -> tuple[Tensor, Tensor]:
+    """The vocabulary's code points, sorted, and the id of each: `encode`'s lookup table."""
+    if not vocabulary:
+        return torch.full((1,), -1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    codes = torch.tensor([ord(c) for c in vocabulary], dtype=torch.int64)
+    keys, order = torch.sort(codes)
+    return keys, order

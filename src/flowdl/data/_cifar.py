@@ -8,11 +8,15 @@ import torch
 
 from flowdl._describe import plural
 from flowdl.data._errors import DatasetError
-from flowdl.data._files import describe_start, read_bytes
+from flowdl.data._files import describe_start, open_stream
 from flowdl.data._images import ImageDataset
 
 RECORD = 1 + 3 * 32 * 32
 """Bytes per image: a label byte, then 1024 red, 1024 green and 1024 blue bytes."""
+MAX_RECORDS = 60_000
+"""The most records one file may hold (all of CIFAR-10): a longer stream is refused
+after reading that many, so a small gzip file cannot decompress without end."""
+_FOREIGN = ("a tar archive", "a zip archive", "a Python pickle")
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
@@ -24,7 +28,9 @@ def cifar10(*batch_paths: str | os.PathLike[str]) -> ImageDataset:
 
     Each file is a sequence of 3073-byte records (a label 0-9, then the red, green
     and blue planes of a 32x32 image, row by row); the standard files hold 10,000
-    records each. The size of each file and every label are checked.
+    records each, and a file may hold at most 60,000 (all of CIFAR-10: a longer
+    stream is refused after reading that much). The size of each file and every
+    label are checked. Only regular files are read.
 
     Args:
         *batch_paths: one or more of ``data_batch_1.bin`` ... ``data_batch_5.bin``,
@@ -35,9 +41,9 @@ def cifar10(*batch_paths: str | os.PathLike[str]) -> ImageDataset:
         labels; ``classes`` are CIFAR-10's names (``"airplane"`` ... ``"truck"``).
 
     Raises:
-        DatasetError: no path was given; a file is missing, an archive, the Python
-            (pickled) version, not a whole number of records, or has a label
-            outside 0-9.
+        DatasetError: no path was given; a file is missing, not a regular file (a
+            named pipe), empty, an archive, the Python (pickled) version, not a whole
+            number of records, longer than 60,000 records, or has a label outside 0-9.
 
     Example:
         >>> import tempfile
@@ -64,9 +70,22 @@ def cifar10(*batch_paths: str | os.PathLike[str]) -> ImageDataset:
 
 
 def _batch(path: str) -> torch.Tensor:
-    data = read_bytes(path, "CIFAR-10 batch")
-    start = describe_start(data)
-    if start in ("a tar archive", "a zip archive", "a Python pickle"):
+    with open_stream(path, "CIFAR-10 batch") as stream:
+        data = stream.read(RECORD)
+        start = describe_start(data)
+        if start not in _FOREIGN and (not data or data[0] <= 9):  # else refused below
+            stream.fill(data, MAX_RECORDS * RECORD + 1)
+    if len(data) > MAX_RECORDS * RECORD:
+        raise DatasetError(
+            f"the file holds more than {MAX_RECORDS:,} CIFAR-10 records"
+            + (" once decompressed" if stream.compressed else ""),
+            path=path,
+            expected=f"at most {MAX_RECORDS:,} records of 3073 bytes (all of CIFAR-10); "
+            "the standard batches hold 10,000",
+            received=f"more than {MAX_RECORDS * RECORD:,} bytes (the rest was not read)",
+            fix="pass the data_batch_*.bin and test_batch.bin files, one path each",
+        )
+    if start in _FOREIGN:
         fix = (
             "flowdl reads the binary version (cifar-10-binary.tar.gz) and never unpickles"
             if start == "a Python pickle"
@@ -79,7 +98,7 @@ def _batch(path: str) -> torch.Tensor:
             received=start,
             fix=fix,
         )
-    if not data or len(data) % RECORD:
+    if not data or len(data) % RECORD:  # an empty file too
         hint = (
             "; it is a whole number of 3074-byte records, like CIFAR-100's binary files"
             if data and len(data) % (RECORD + 1) == 0
@@ -93,7 +112,7 @@ def _batch(path: str) -> torch.Tensor:
             f"{plural(len(data) % RECORD, 'byte')}",
             fix="the file is truncated or of another format; download it again",
         )
-    records = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(-1, RECORD)
+    records = torch.frombuffer(data, dtype=torch.uint8).reshape(-1, RECORD)
     labels = records[:, 0]
     if int(labels.max()) > 9:
         index = int(torch.nonzero(labels > 9)[0])

@@ -7,7 +7,7 @@ import os
 import torch
 
 from flowdl.data._errors import DatasetError
-from flowdl.data._files import describe_start, read_bytes
+from flowdl.data._files import DataStream, describe_start, open_stream
 from flowdl.data._images import ImageDataset
 
 IMAGES_MAGIC = 2051
@@ -21,21 +21,28 @@ def mnist(images_path: str | os.PathLike[str], labels_path: str | os.PathLike[st
     """The MNIST digits from the standard IDX files, gzipped or not.
 
     The files are recognised by their content (a gzip stream is decompressed
-    whatever the file is called), and their headers are checked: magic numbers
-    2051 and 2049, the image size against the file size, the same count in both
-    files, labels 0 to 9.
+    whatever the file is called) and read as streams: each header is read and
+    checked first (magic numbers 2051 and 2049, a count above 0, images of at
+    least 1x1 pixels), then exactly the bytes it declares, and the stream must end there; a
+    file that does not is refused without reading the rest. Then the counts of the
+    two files must agree, and the labels be 0 to 9. Only regular files are read.
 
     Args:
         images_path: e.g. ``t10k-images-idx3-ubyte.gz`` (magic 2051).
         labels_path: e.g. ``t10k-labels-idx1-ubyte.gz`` (magic 2049).
+
+    Images of the size the header declares are read as they are: MNIST's (and
+    Fashion-MNIST's, EMNIST's, KMNIST's) are 28x28, and a file of another size, such
+    as a 32x32 padded variant, gives images of that size. Nothing is resized.
 
     Returns:
         an `ImageDataset` of ``[1, 28, 28]`` float32 images in ``[0, 1]`` and int64
         labels; ``classes`` are ``"0"`` to ``"9"``.
 
     Raises:
-        DatasetError: a file is missing, is not an IDX file of the right kind (the
-            two paths swapped, say), is truncated or too long, or the counts differ.
+        DatasetError: a file is missing, not a regular file (a named pipe), empty,
+            not an IDX file of the right kind (the two paths swapped, say), of no
+            images or of 0x0 images, truncated or too long, or the counts differ.
 
     Example:
         >>> import gzip, tempfile
@@ -64,21 +71,29 @@ def mnist(images_path: str | os.PathLike[str], labels_path: str | os.PathLike[st
 
 
 def _images(path: str) -> torch.Tensor:
-    data = read_bytes(path, "MNIST images")
-    _check_magic(data, path, IMAGES_MAGIC, "images", header=16)
-    count, rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
-    _check_size(data, path, 16, count * rows * cols, f"{count} images of {rows}x{cols} pixels")
-    pixels = torch.frombuffer(bytearray(data[16:]), dtype=torch.uint8)
-    return pixels.reshape(count, rows, cols)
+    with open_stream(path, "MNIST images") as stream:
+        header = _header(stream, IMAGES_MAGIC, "images", 16)
+        count, rows, cols = (int.from_bytes(header[i : i + 4], "big") for i in (4, 8, 12))
+        if rows == 0 or cols == 0:
+            raise DatasetError(
+                f"the MNIST images are {rows}x{cols} pixels: they hold no pixels",
+                path=path,
+                expected="an IDX header declaring images of at least 1x1 pixels (MNIST: 28x28)",
+                received=f"{count} images of {rows}x{cols} pixels",
+                fix="pass an MNIST-format image file; this one is damaged or of another format",
+            )
+        size = f" of {rows}x{cols} pixels"
+        pixels = _payload(stream, 16, count, count * rows * cols, "images" + size)
+    return torch.frombuffer(pixels, dtype=torch.uint8).reshape(count, rows, cols)
 
 
 def _labels(path: str) -> torch.Tensor:
-    data = read_bytes(path, "MNIST labels")
-    _check_magic(data, path, LABELS_MAGIC, "labels", header=8)
-    count = int.from_bytes(data[4:8], "big")
-    _check_size(data, path, 8, count, f"{count} labels")
-    labels = torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).to(torch.int64)
-    if count and int(labels.max()) > 9:
+    with open_stream(path, "MNIST labels") as stream:
+        header = _header(stream, LABELS_MAGIC, "labels", 8)
+        count = int.from_bytes(header[4:8], "big")
+        values = _payload(stream, 8, count, count, "labels")
+    labels = torch.frombuffer(values, dtype=torch.uint8).to(torch.int64)
+    if int(labels.max()) > 9:
         index = int(torch.nonzero(labels > 9)[0])
         raise DatasetError(
             "an MNIST label is not a digit",
@@ -90,42 +105,63 @@ def _labels(path: str) -> torch.Tensor:
     return labels
 
 
-def _check_magic(data: bytes, path: str, magic: int, kind: str, header: int) -> None:
-    found = int.from_bytes(data[:4], "big")
-    if found == magic or len(data) < 4:
-        if len(data) >= header:
-            return
+def _header(stream: DataStream, magic: int, kind: str, size: int) -> bytearray:
+    """The file's IDX header of `size` bytes, read from the stream and checked."""
+    header = stream.read(size)
+    found = int.from_bytes(header[:4], "big")
+    if found == magic or len(header) < 4:
+        if len(header) == size:
+            return header
         raise DatasetError(
             f"the MNIST {kind} file is too short for its header",
-            path=path,
-            expected=f"an IDX header of {header} bytes",
-            received=f"{len(data)} bytes",
+            path=stream.path,
+            expected=f"an IDX header of {size} bytes",
+            received="an empty file" if not header else f"{len(header)} bytes",
             fix="the file is truncated; download it again",
         )
     other = {IMAGES_MAGIC: "an IDX image file", LABELS_MAGIC: "an IDX label file"}.get(found)
     swap = " (the image and label paths are swapped?)" if other else ""
+    start = "" if other else f", {describe_start(stream.fill(header, 262))}"
     raise DatasetError(
         f"this is not an MNIST {kind} file{swap}",
-        path=path,
+        path=stream.path,
         expected=f"IDX magic number {magic} (0x{magic:08x})",
-        received=f"magic {found} (0x{found:08x})"
-        + (f": {other}" if other else "")
-        + ("" if other else f", {describe_start(data)}"),
+        received=f"magic {found} (0x{found:08x})" + (f": {other}" if other else start),
         fix="pass mnist(images_path, labels_path) the *-images-idx3-ubyte and "
         "*-labels-idx1-ubyte files, in that order",
     )
 
 
-def _check_size(data: bytes, path: str, header: int, payload: int, what: str) -> None:
-    if len(data) == header + payload:
-        return
-    short = len(data) < header + payload
+def _payload(stream: DataStream, header: int, count: int, size: int, kind: str) -> bytearray:
+    """Exactly the `size` bytes the header declares; the stream must end there."""
+    what = f"{count} {kind}"
+    kind = kind.split()[0]
+    if count == 0:
+        raise DatasetError(
+            f"the MNIST {kind} file holds no {kind}",
+            path=stream.path,
+            expected=f"an IDX header with a count of {kind} above 0",
+            received="a count of 0",
+            fix="pass a file of the MNIST set (train: 60,000, t10k: 10,000)",
+        )
+    data = stream.read(size)
+    if len(data) == size and stream.at_end():
+        return data
+    short = len(data) < size
+    gzip = " once decompressed" if stream.compressed else ""
     raise DatasetError(
         f"the MNIST file is {'truncated' if short else 'longer than its header says'}",
-        path=path,
-        expected=f"{header + payload} bytes: a {header}-byte header and {what}",
-        received=f"{len(data)} bytes",
+        path=stream.path,
+        expected=f"{header + size} bytes: {_an(header)} {header}-byte header and {what}",
+        received=f"{header + len(data)} bytes{gzip}"
+        if short
+        else f"more than {header + size} bytes{gzip} (the rest was not read)",
         fix="download the file again"
         if short
         else "the header's count is wrong: the file was edited or is of another format",
     )
+
+
+def _an(number: int) -> str:
+    """The article before a number said aloud ("an 8-byte", "a 16-byte")."""
+    return "an" if str(number).startswith(("8", "11", "18")) else "a"

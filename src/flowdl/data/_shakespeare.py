@@ -8,6 +8,11 @@ from flowdl.data._characters import CharacterDataset
 from flowdl.data._errors import DatasetError
 from flowdl.data._files import describe_start, read_bytes
 
+MAX_BYTES = 128 * 2**20
+"""The largest text read (enwik8's 100 MB fits): a longer stream, or a gzip file that
+decompresses to more, is refused after reading this much. Its ids take 8 bytes a
+character."""
+
 
 def shakespeare(path: str | os.PathLike[str], seq_len: int) -> CharacterDataset:
     """Tiny Shakespeare (or any UTF-8 text file, gzipped or not) as character windows.
@@ -18,6 +23,9 @@ def shakespeare(path: str | os.PathLike[str], seq_len: int) -> CharacterDataset:
     validation set that shares the vocabulary, split the text:
     ``train, validation = fl.data.shakespeare(path, 128).split(0.9)``.
 
+    The file must be a regular file of at most 128 MiB of text (once decompressed);
+    a longer one is refused after reading that much.
+
     Args:
         path: the text file, e.g. ``tinyshakespeare/input.txt``.
         seq_len: characters per window, at least 1.
@@ -26,8 +34,9 @@ def shakespeare(path: str | os.PathLike[str], seq_len: int) -> CharacterDataset:
         a `CharacterDataset`.
 
     Raises:
-        DatasetError: the file is missing, not UTF-8 text, or shorter than one window
-            plus one character; or `seq_len` is below 1.
+        DatasetError: the file is missing, not a regular file (a named pipe), longer
+            than 128 MiB, not UTF-8 text, or shorter than one window plus one
+            character (an empty file); or `seq_len` is below 1.
 
     Example:
         >>> import tempfile
@@ -40,7 +49,7 @@ def shakespeare(path: str | os.PathLike[str], seq_len: int) -> CharacterDataset:
         (5, 18, 'r not to')
     """
     where = str(path)
-    data = read_bytes(path, "text")
+    data = read_bytes(path, "text", MAX_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
