@@ -24,6 +24,7 @@ from flowdl._checkpoint.load import load_checkpoint
 from flowdl._checkpoint.report import LoadReport
 from flowdl._checkpoint.save import save_checkpoint
 from flowdl._context import Context
+from flowdl._control.routing import RoutingUsage
 from flowdl._draw.summary import Summary
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._graph import Graph
@@ -63,6 +64,7 @@ __all__ = [
     "PathKind",
     "Profile",
     "Reshape",
+    "RoutingUsage",
     "SigmoidRouter",
     "SoftmaxRouter",
     "StateAdd",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flowdl._draw.drawing import Drawing
 from flowdl._observe.observation import Observation
+from flowdl._observe.routing import RoutingObservation
 from flowdl._observe.timing_trends import TimingTrends
 from flowdl._observe.trends import Trends
 from flowdl._replace.replacement import Replacement
@@ -18,7 +19,7 @@ from flowdl._tree.tree import Tree
 __all__ = ["Graph"]
 
 
-class Graph(Replacement, Drawing, TimingTrends, Trends, Observation, Tree):
+class Graph(Replacement, Drawing, TimingTrends, Trends, Observation, RoutingObservation, Tree):
     """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
 
     Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
