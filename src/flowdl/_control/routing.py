@@ -92,8 +92,9 @@ class RoutingUsage:
 
         ``f_i`` is the share of the dispatches that went to expert `i`
         (``fraction / fraction.sum()``, no gradient) and ``P_i`` the mean router
-        weight (`mean_weight`, differentiable): it is 1 when the routing is
-        uniform and grows to ``n · P_max`` as it collapses onto one expert. Add it,
+        weight (`mean_weight`, differentiable). For a uniform routing it is the
+        mean total weight per sample (1 for a softmax router); collapsed onto
+        expert `j` it is ``n · P_j``. Add it,
         scaled (``0.01`` in the paper), to the training loss.
 
         Raises:
@@ -126,10 +127,7 @@ def usage_from_weights(weights: Tensor, sparse: bool) -> RoutingUsage:
     n = weights.shape[-1]
     rows = weights.reshape(-1, n)
     with torch.no_grad():
-        if sparse:
-            routed = rows != 0
-        else:
-            routed = torch.nn.functional.one_hot(rows.argmax(-1), n).bool()
+        routed = rows != 0 if sparse else torch.nn.functional.one_hot(rows.argmax(-1), n).bool()
         fraction = routed.to(torch.float64).mean(0).float() if rows.shape[0] else torch.zeros(n)
     mean = rows.mean(0) if rows.shape[0] else rows.new_zeros(n)
     names = tuple(f"expert {i}" for i in range(n))

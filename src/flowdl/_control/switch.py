@@ -96,7 +96,10 @@ class Switch(ControlNode):
         """The usage of the branches in this thread's last watched forward (see
         `flowdl._control.routing`), or ``None``."""
         seen = self._routing.seen if self._routing is not None else None
-        return None if seen is None else usage_from_choice(*seen, len(self.branches))
+        if seen is None:
+            return None
+        choice, stream = seen
+        return usage_from_choice(choice, stream, len(self.branches))
 
     def _run_branch(self, i: int, x: Any) -> Any:
         branch = self.branches[i]
