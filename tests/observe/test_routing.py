@@ -208,3 +208,19 @@ def test_a_tag_that_routes_nothing_is_refused() -> None:
         g.routing("nope")
     with pytest.raises(TypeError):
         g.collect_routing()
+
+
+def test_fast_mode_reports_the_same_routing() -> None:
+    torch.manual_seed(2)
+    g = gate_graph(fl.TopKRouter(D, 3, k=1).double(), 3)
+    x = torch.randn(10, D, dtype=torch.float64)
+    g.routing("moe")
+    g(x)
+    eager = g.routing("moe")
+    g.compile()
+    g(x)
+    fast = g.routing("moe")
+    assert eager is not None
+    assert fast is not None
+    torch.testing.assert_close(fast.fraction, eager.fraction)
+    torch.testing.assert_close(fast.mean_weight, eager.mean_weight)
