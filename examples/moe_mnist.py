@@ -124,7 +124,7 @@ def compare(
     hidden: int = 64,
     experts: int = 8,
     k: int = 2,
-    balance: float = 0.01,
+    balance: float = 0.1,
     seed: int = 0,
     monitor: fl.Monitor | None = None,
 ) -> tuple[Run, Run, fl.Graph]:
@@ -172,8 +172,11 @@ def report(mixture: Run, dense: Run, k: int) -> str:
         f"{ratios[-1]:.2f}) over {len(ratios)} paired epochs"
     )
     lines.append("")
-    header = " | ".join(f"e{i}" for i in range(len(mixture.usage[0])))
-    lines.append(f"| epoch | usage per expert (share of samples; sums to k = {k}): {header} |")
+    n = len(mixture.usage[0])
+    lines.append(f"usage per expert (share of the samples routed to it; they sum to k = {k}):")
+    lines.append("")
+    lines.append("| epoch | " + " | ".join(f"expert {i}" for i in range(n)) + " |")
+    lines.append("|---" * (n + 1) + "|")
     for i, usage in enumerate(mixture.usage):
         lines.append(f"| {i + 1} | " + " | ".join(f"{u:.3f}" for u in usage) + " |")
     return "\n".join(lines)
@@ -188,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--k", type=int, default=2)
-    parser.add_argument("--balance", type=float, default=0.01, help="balance loss weight")
+    parser.add_argument("--balance", type=float, default=0.1, help="balance loss weight")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dashboard", action="store_true", help="serve the live dashboard")
