@@ -11,9 +11,10 @@ a feed-forward block, then ReLU, and classify (Linear to 10). The block differs:
   the same multiply-adds as in the mixture (the router aside).
 
 The mixture adds the Switch Transformer's load-balancing loss from its own routing
-figures (``g.routing("moe").balance_loss()``, weight ``--balance``) and collects the
-per-expert usage every batch (``g.collect_routing("moe")``), so each epoch reports
-what share of the samples each expert received. The two models train epoch by epoch
+figures (``g.routing("moe").balance_loss(p)``, weight ``--balance``, with ``p`` the
+router's softmax over all experts, so that experts it never chooses still get a
+gradient) and collects the per-expert usage every batch (``g.collect_routing("moe")``),
+so each epoch reports what share of the samples each expert received. The two models train epoch by epoch
 in alternation (same data order, Adam), so that their times per epoch are paired on
 a shared machine. The data are the 10,000 MNIST test images: the first ``--train-size``
 train, the rest test.
@@ -49,6 +50,7 @@ def build_moe(dim: int = 128, hidden: int = 64, experts: int = 8, k: int = 2) ->
         fl.Flow(nn.Flatten())
         .through(nn.Linear(28 * 28, dim))
         .through(nn.ReLU())
+        .tag("stem")
         .gate(fl.TopKRouter(dim, experts, k=k), *[ffn(dim, hidden) for _ in range(experts)])
         .tag("moe")
         .through(nn.ReLU())
@@ -91,6 +93,13 @@ def accuracy(model: nn.Module, loader: DataLoader[tuple[torch.Tensor, torch.Tens
     return correct / count
 
 
+def probabilities(moe: fl.Graph) -> torch.Tensor:
+    """The router's softmax over all experts in the last forward (before top-k): the
+    ``P_i`` of the balance loss, with a gradient for every expert."""
+    router = next(m for m in moe.modules() if isinstance(m, fl.TopKRouter))
+    return torch.softmax(router.proj(moe.tagged("stem")), dim=-1)
+
+
 def train_epoch(
     model: fl.Graph,
     optimizer: torch.optim.Optimizer,
@@ -105,7 +114,7 @@ def train_epoch(
         if routed:
             usage = model.routing("moe")
             assert usage is not None  # watched since before the first batch
-            loss = loss + balance * usage.balance_loss()
+            loss = loss + balance * usage.balance_loss(probabilities(model))
             model.collect_routing("moe")
         optimizer.zero_grad()
         loss.backward()

@@ -224,3 +224,28 @@ def test_fast_mode_reports_the_same_routing() -> None:
     assert fast is not None
     torch.testing.assert_close(fast.fraction, eager.fraction)
     torch.testing.assert_close(fast.mean_weight, eager.mean_weight)
+
+
+def test_balance_loss_with_full_probabilities_reaches_unchosen_experts() -> None:
+    torch.manual_seed(3)
+    router = fl.TopKRouter(D, 4, k=2).double()  # renormalised over the two chosen
+    with torch.no_grad():  # experts 2 and 3 are never chosen
+        router.proj.bias.copy_(torch.tensor([50.0, 50.0, -50.0, -50.0]))
+    g = gate_graph(router, 4)
+    g.routing("moe")
+    x = torch.randn(6, D, dtype=torch.float64)
+    g(x)
+    usage = g.routing("moe")
+    assert usage is not None
+    probabilities = torch.softmax(router.proj(x), -1)
+    loss = usage.balance_loss(probabilities)
+    share = usage.fraction.double() / usage.fraction.double().sum()
+    torch.testing.assert_close(loss, 4 * (share * probabilities.mean(0)).sum())
+    (grad,) = torch.autograd.grad(loss, router.proj.bias)
+    unchosen = usage.fraction == 0
+    assert unchosen.tolist() == [False, False, True, True]
+    assert bool((grad[unchosen] != 0).all())  # the full softmax reaches them
+    (sparse_grad,) = torch.autograd.grad(g.routing("moe").balance_loss(), router.proj.bias)
+    assert torch.equal(sparse_grad[unchosen], torch.zeros_like(sparse_grad[unchosen]))
+    with pytest.raises(ValueError, match="4 entries"):
+        usage.balance_loss(probabilities[:, :3])

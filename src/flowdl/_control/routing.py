@@ -87,18 +87,26 @@ class RoutingUsage:
             out.update({f"{prefix}/weight/{i}": w for i, w in enumerate(weights)})
         return out
 
-    def balance_loss(self) -> Tensor:
+    def balance_loss(self, probabilities: Tensor | None = None) -> Tensor:
         """The Switch Transformer's load-balancing loss ``n · Σ_i f_i · P_i``.
 
         ``f_i`` is the share of the dispatches that went to expert `i`
         (``fraction / fraction.sum()``, no gradient) and ``P_i`` the mean router
-        weight (`mean_weight`, differentiable). For a uniform routing it is the
-        mean total weight per sample (1 for a softmax router); collapsed onto
-        expert `j` it is ``n · P_j``. Add it,
+        probability of expert `i`, differentiable: by default the gate's mean
+        weight (`mean_weight`); pass the router's full probabilities ``[..., n]``
+        (the softmax over all logits, before top-k) to give every expert a
+        gradient, also those a top-k router never chose (its zero weights carry
+        none). For a uniform routing it is the mean total probability per sample
+        (1 for a softmax); collapsed onto expert `j` it is ``n · P_j``. Add it,
         scaled (``0.01`` in the paper), to the training loss.
 
+        Args:
+            probabilities: the router's probabilities for the same samples, or
+                ``None`` for `mean_weight`.
+
         Raises:
-            ValueError: for a switch, which has no weights to train.
+            ValueError: for a switch without `probabilities` (a selector has no
+                weights), or probabilities without one entry per expert.
 
         Example:
             >>> import torch
@@ -106,14 +114,25 @@ class RoutingUsage:
             >>> usage_from_weights(w, sparse=False).balance_loss()
             tensor(1., grad_fn=<MulBackward0>)
         """
-        if self.mean_weight is None:
+        n = self.fraction.numel()
+        if probabilities is not None:
+            if probabilities.dim() == 0 or probabilities.shape[-1] != n:
+                raise ValueError(
+                    f"balance_loss(probabilities): expected the router's probabilities with "
+                    f"{n} entries in the last dimension (one per {self.names[0].split()[0]}), "
+                    f"received shape {list(probabilities.shape)}"
+                )
+            mean = probabilities.reshape(-1, n).mean(0)
+        elif self.mean_weight is None:
             raise ValueError(
                 "balance_loss() needs router weights, and a switch's selector gives none; "
-                "build the loss from a gate's routing (g.routing(<gate tag>))"
+                "pass the selector's probabilities (balance_loss(probabilities)), or build "
+                "the loss from a gate's routing (g.routing(<gate tag>))"
             )
+        else:
+            mean = self.mean_weight
         share = self.fraction / self.fraction.sum().clamp_min(1e-12)
-        n = self.fraction.numel()
-        return n * (share.to(self.mean_weight.dtype) * self.mean_weight).sum()
+        return n * (share.to(device=mean.device, dtype=mean.dtype) * mean).sum()
 
 
 def usage_from_weights(weights: Tensor, sparse: bool) -> RoutingUsage:
