@@ -14,10 +14,10 @@ The mixture adds the Switch Transformer's load-balancing loss from its own routi
 figures (``g.routing("moe").balance_loss(p)``, weight ``--balance``, with ``p`` the
 router's softmax over all experts, so that experts it never chooses still get a
 gradient) and collects the per-expert usage every batch (``g.collect_routing("moe")``),
-so each epoch reports what share of the samples each expert received. The two models train epoch by epoch
-in alternation (same data order, Adam), so that their times per epoch are paired on
-a shared machine. The data are the 10,000 MNIST test images: the first ``--train-size``
-train, the rest test.
+so each epoch reports what share of the samples each expert received. The two models
+train epoch by epoch in alternation (same data order, Adam), so that their times per
+epoch are paired on a shared machine. The data are the 10,000 MNIST test images: the
+first ``--train-size`` train, the next ``--test-size`` test.
 """
 
 from __future__ import annotations
