@@ -40,7 +40,8 @@ class Graph(Replacement, Drawing, TimingTrends, Trends, Observation, RoutingObse
     the history should be cut.
 
     What a graph can do beyond running comes from its features: observation and
-    progress (`collect`, `record`, `flush`, `eta`...), trends (`trend`, `trends`),
+    progress (`collect`, `record`, `flush`, `eta`...), routing of gates and switches
+    (`routing`, `collect_routing`), trends (`trend`, `trends`),
     timing trends (`collect_timings`...), drawing (`dot`, `svg`, `summary`),
     profiling (`enable_profiling`, `profile`), the tree (`subgraph`, `freeze`...)
     and replacing submodules.
