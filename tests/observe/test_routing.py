@@ -3,6 +3,8 @@ figures computed by hand from the same router weights or selector choices."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -249,3 +251,16 @@ def test_balance_loss_with_full_probabilities_reaches_unchosen_experts() -> None
     assert torch.equal(sparse_grad[unchosen], torch.zeros_like(sparse_grad[unchosen]))
     with pytest.raises(ValueError, match="4 entries"):
         usage.balance_loss(probabilities[:, :3])
+
+
+def test_a_copy_starts_empty_and_keeps_watching() -> None:
+    g = gate_graph(fl.SoftmaxRouter(D, 2).double(), 2)
+    g.routing("moe")
+    g(torch.randn(3, D, dtype=torch.float64))
+    copied = copy.deepcopy(g)
+    assert copied.routing("moe") is None  # nothing of the original's last call
+    copied(torch.randn(5, D, dtype=torch.float64))
+    usage, original = copied.routing("moe"), g.routing("moe")
+    assert usage is not None
+    assert original is not None
+    assert (usage.samples, original.samples) == (5, 3)
