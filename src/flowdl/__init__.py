@@ -29,6 +29,7 @@ from flowdl._checkpoint.sharded import (
     save_sharded_checkpoint,
 )
 from flowdl._context import Context
+from flowdl._control.routing import RoutingUsage
 from flowdl._draw.summary import Summary
 from flowdl._errors import BuildError, Cancelled, DeadlineExceeded, GraphError
 from flowdl._graph import Graph
@@ -68,6 +69,7 @@ __all__ = [
     "PathKind",
     "Profile",
     "Reshape",
+    "RoutingUsage",
     "SigmoidRouter",
     "SoftmaxRouter",
     "StateAdd",

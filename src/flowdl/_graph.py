@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flowdl._draw.drawing import Drawing
 from flowdl._observe.observation import Observation
+from flowdl._observe.routing import RoutingObservation
 from flowdl._observe.timing_trends import TimingTrends
 from flowdl._observe.trends import Trends
 from flowdl._replace.replacement import Replacement
@@ -18,7 +19,7 @@ from flowdl._tree.tree import Tree
 __all__ = ["Graph"]
 
 
-class Graph(Replacement, Drawing, TimingTrends, Trends, Observation, Tree):
+class Graph(Replacement, Drawing, TimingTrends, Trends, Observation, RoutingObservation, Tree):
     """A built flow: an `nn.Module` running the nodes of the chain in a fixed plan.
 
     Build one with `fl.Flow(...).build()`. Its submodules are the modules of the
@@ -39,7 +40,8 @@ class Graph(Replacement, Drawing, TimingTrends, Trends, Observation, Tree):
     the history should be cut.
 
     What a graph can do beyond running comes from its features: observation and
-    progress (`collect`, `record`, `flush`, `eta`...), trends (`trend`, `trends`),
+    progress (`collect`, `record`, `flush`, `eta`...), routing of gates and switches
+    (`routing`, `collect_routing`), trends (`trend`, `trends`),
     timing trends (`collect_timings`...), drawing (`dot`, `svg`, `summary`),
     profiling (`enable_profiling`, `profile`), the tree (`subgraph`, `freeze`...)
     and replacing submodules.

@@ -16,6 +16,7 @@ from flowdl._control.base import (
     run_inner,
     stateful_on_some_samples,
 )
+from flowdl._control.routing import RoutingUsage, RoutingWatch, usage_from_weights
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError
 
@@ -45,6 +46,7 @@ class Gate(ControlNode):
     _roles: ClassVar[dict[str, str]] = {"router": "router", "experts": "experts"}
     _lists: ClassVar[tuple[str, ...]] = ("experts",)
     _watched_attributes: ClassVar[tuple[str, ...]] = ("router",)
+    _routing: RoutingWatch | None = None  # set by Graph.routing (flowdl._control.routing)
 
     def __init__(self, router: Callable[..., Any], experts: Sequence[Callable[..., Any]]) -> None:
         super().__init__()
@@ -81,9 +83,17 @@ class Gate(ControlNode):
                 fix=f"make the router output {n} weights per sample, e.g. "
                 f"fl.SoftmaxRouter(in_dim, {n})",
             )
+        if self._routing is not None:  # only once someone asked for the routing
+            self._routing.note(weights)
         if self.sparse and weights.dim() == 2 and isinstance(x, Tensor) and x.shape[0] > 0:
             return self._sparse(x, weights)
         return self._dense(x, weights)
+
+    def routing_usage(self) -> RoutingUsage | None:
+        """The usage of the experts in this thread's last watched forward (see
+        `flowdl._control.routing`), or ``None``."""
+        seen = self._routing.seen if self._routing is not None else None
+        return None if seen is None else usage_from_weights(seen, self.sparse)
 
     def _dense(self, x: Any, weights: Tensor) -> Any:
         outputs = [

@@ -17,6 +17,7 @@ from flowdl._control.base import (
     run_inner,
     stateful_on_some_samples,
 )
+from flowdl._control.routing import RoutingUsage, RoutingWatch, usage_from_choice
 from flowdl._describe import describe_value
 from flowdl._errors import ControlFlowError
 
@@ -46,6 +47,7 @@ class Switch(ControlNode):
     _roles: ClassVar[dict[str, str]] = {"selector": "selector", "branches": "branches"}
     _lists: ClassVar[tuple[str, ...]] = ("branches",)
     _watched_attributes: ClassVar[tuple[str, ...]] = ("selector",)
+    _routing: RoutingWatch | None = None  # set by Graph.routing (flowdl._control.routing)
 
     def __init__(
         self, selector: Callable[..., Any], branches: Sequence[Callable[..., Any]]
@@ -73,6 +75,8 @@ class Switch(ControlNode):
 
     def forward(self, x: Any, *refs: Any) -> Any:
         choice = run_inner("selector", self.selector, "", self.call_receiver, x, refs)
+        if self._routing is not None:  # only once someone asked for the routing
+            self._routing.note((choice, x))
         if isinstance(choice, int) and not isinstance(choice, bool):
             return self._run_branch(self._check_index(choice), x)
         if not isinstance(choice, Tensor) or choice.is_floating_point() or choice.is_complex():
@@ -87,6 +91,15 @@ class Switch(ControlNode):
                 return self._run_branch(self._check_index(int(choice.reshape(()))), x)
             raise self._bad_choice(x, choice)
         return self._per_sample(x, choice.reshape(batch).long())
+
+    def routing_usage(self) -> RoutingUsage | None:
+        """The usage of the branches in this thread's last watched forward (see
+        `flowdl._control.routing`), or ``None``."""
+        seen = self._routing.seen if self._routing is not None else None
+        if seen is None:
+            return None
+        choice, stream = seen
+        return usage_from_choice(choice, stream, len(self.branches))
 
     def _run_branch(self, i: int, x: Any) -> Any:
         branch = self.branches[i]

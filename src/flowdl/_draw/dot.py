@@ -6,7 +6,9 @@ Labels carry the id, what the part is, its parameters (each tensor counted once,
 reuse marked), its tags and, when profiled, its time. Edges: solid for the
 stream, dashed blue for `using` references (labelled with the tag), dotted orange
 for state carried to the next call (``state:<tag>``), dashed orange for routing
-(``w[i]`` for gate weights, ``i`` for switch branches), purple for a loop's
+(``w[i]`` for gate weights, ``i`` for switch branches; once `Graph.routing` watches
+the construct, each carries its share of the last forward's samples, and its width
+grows with it), purple for a loop's
 repeat (``×n``, ``≤ max_iter``) and its halt condition.
 """
 
@@ -71,6 +73,8 @@ def render_dot(graph: GraphCore, depth: int | None, profile: Profile | None) -> 
         attributes = dict(EDGE_STYLES[edge.kind])
         if edge.label:
             attributes["label"] = label([edge.label])
+        if edge.width:
+            attributes["penwidth"] = str(edge.width)
         writer.edge(edge.tail, edge.head, attributes)
     writer.edge(top.exit, output, dict(EDGE_STYLES["stream"]))
     return writer.text()

@@ -40,6 +40,7 @@ class Edge:
     head: str
     kind: str
     label: str = ""
+    width: float = 0.0  # a pen width for DOT; 0: the style's own
 
 
 @dataclass(eq=False)
@@ -313,8 +314,7 @@ class _Layout:
             for i, c in enumerate(fns)
         ]
         join = Part(f"{name}.out", "join", join_title, "join", structural=True)
-        route = "w[{}]" if what == "expert" else "{}"
-        edges = [Edge(first.exit, c.entry, "route", route.format(i)) for i, c in enumerate(choices)]
+        edges = _route_edges(first.exit, [c.entry for c in choices], what, fn)
         edges += [Edge(c.exit, join.name, "join") for c in choices]
         return self.composite(
             name,
@@ -357,6 +357,25 @@ class _Layout:
             exit=join.name,
             ref_entries=body.ref_entries or (body.entry,),
         )
+
+
+def _route_edges(tail: str, heads: list[str], what: str, fn: Gate | Switch) -> list[Edge]:
+    """The edges from a router or selector to each expert or branch: ``w[i]`` or ``i``;
+    once the routing is watched (`Graph.routing`), the share of the last forward's
+    samples each received (and a gate's mean weight), drawn wider for a larger share."""
+    labels = [f"w[{i}]" if what == "expert" else str(i) for i in range(len(heads))]
+    usage = fn.routing_usage()
+    if usage is None:
+        return [Edge(tail, head, "route", text) for head, text in zip(heads, labels, strict=True)]
+    fractions = usage.fraction.tolist()
+    means = usage.mean_weight.detach().tolist() if usage.mean_weight is not None else None
+    edges = []
+    for i, (head, text) in enumerate(zip(heads, labels, strict=True)):
+        text += f" {fractions[i]:.0%}"
+        if means is not None:
+            text += f" w̄={means[i]:.2f}"
+        edges.append(Edge(tail, head, "route", text, width=round(0.5 + 4.5 * fractions[i], 2)))
+    return edges
 
 
 def _over_tag(graph: GraphCore, node: Node) -> str:
