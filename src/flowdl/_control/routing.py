@@ -153,13 +153,13 @@ def usage_from_weights(weights: Tensor, sparse: bool) -> RoutingUsage:
     return RoutingUsage("gate", names, fraction.to(weights.device), mean, rows.shape[0])
 
 
-def usage_from_choice(choice: Any, stream: Any, n: int) -> RoutingUsage:
-    """The usage of a switch of `n` branches whose selector returned `choice` for the
-    stream `stream` (an index for the whole batch, or one per sample).
+def usage_from_choice(choice: Any, batch: int, n: int) -> RoutingUsage:
+    """The usage of a switch of `n` branches whose selector returned `choice` for a
+    stream of `batch` samples (an index for the whole batch, or one per sample).
 
     Example:
         >>> import torch
-        >>> usage_from_choice(torch.tensor([2, 0, 2, 2]), torch.zeros(4, 1), 3).fraction
+        >>> usage_from_choice(torch.tensor([2, 0, 2, 2]), 4, 3).fraction
         tensor([0.2500, 0.0000, 0.7500])
     """
     names = tuple(f"branch {i}" for i in range(n))
@@ -173,5 +173,4 @@ def usage_from_choice(choice: Any, stream: Any, n: int) -> RoutingUsage:
     device = choice.device if isinstance(choice, Tensor) else None
     fraction = torch.zeros(n, device=device)
     fraction[i] = 1.0
-    batch = stream.shape[0] if isinstance(stream, Tensor) and stream.dim() else 1
     return RoutingUsage("switch", names, fraction, None, batch)

@@ -76,7 +76,8 @@ class Switch(ControlNode):
     def forward(self, x: Any, *refs: Any) -> Any:
         choice = run_inner("selector", self.selector, "", self.call_receiver, x, refs)
         if self._routing is not None:  # only once someone asked for the routing
-            self._routing.note((choice, x))
+            # the batch size, not the stream: a watch must not keep an activation alive
+            self._routing.note((choice, x.shape[0] if isinstance(x, Tensor) and x.dim() else 1))
         if isinstance(choice, int) and not isinstance(choice, bool):
             return self._run_branch(self._check_index(choice), x)
         if not isinstance(choice, Tensor) or choice.is_floating_point() or choice.is_complex():
@@ -98,8 +99,8 @@ class Switch(ControlNode):
         seen = self._routing.seen if self._routing is not None else None
         if seen is None:
             return None
-        choice, stream = seen
-        return usage_from_choice(choice, stream, len(self.branches))
+        choice, batch = seen
+        return usage_from_choice(choice, batch, len(self.branches))
 
     def _run_branch(self, i: int, x: Any) -> Any:
         branch = self.branches[i]
