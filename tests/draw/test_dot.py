@@ -204,3 +204,20 @@ def test_depth_must_be_a_count() -> None:
         g.dot(depth=-1)
     with pytest.raises(ValueError, match="received True"):
         g.dot(depth=True)  # type: ignore[arg-type]
+
+
+def test_a_nested_graph_as_router_or_selector_is_a_cluster_of_its_own() -> None:
+    # The router's cluster used to take the gate's name: Graphviz merged the two.
+    router = fl.Flow(nn.Linear(4, 2)).through(nn.Softmax(-1)).label("router").build()
+    selector = fl.Flow(nn.Linear(4, 2)).through(lambda w: w.argmax(-1)).label("pick").build()
+    g = (
+        fl.Flow(nn.Linear(4, 4))
+        .gate(router, nn.Linear(4, 4), nn.Linear(4, 4))
+        .switch(selector, nn.Identity(), nn.Tanh())
+        .build()
+    )
+    clusters = [
+        line.split('"')[1] for line in g.dot().splitlines() if line.strip().startswith("subgraph")
+    ]
+    assert len(clusters) == len(set(clusters)), clusters
+    assert {"cluster_gate_0.router", "cluster_switch_0.selector"} <= set(clusters)

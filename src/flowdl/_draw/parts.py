@@ -307,7 +307,9 @@ class _Layout:
         """A gate or a switch: the router or selector (the head, taking the references),
         an edge to every expert or branch, and the join of their outputs."""
         role, decider = head
-        first = self.callable_part(name, f"{role}: {type_name(decider)}", decider, level, role)
+        # a nested graph as router is a cluster of its own: named apart from the gate's
+        head_name = f"{name}.{role}" if isinstance(decider, GraphCore) else name
+        first = self.callable_part(head_name, f"{role}: {type_name(decider)}", decider, level, role)
         what, fns = alternatives
         choices = [
             self.callable_part(f"{name}.{what}_{i}", f"[{i}] {type_name(c)}", c, level)
