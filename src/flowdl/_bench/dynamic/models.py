@@ -160,7 +160,8 @@ class HaltingModel(Formulated):
 
     def _running(self, h: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.halt(h).reshape(h.shape[0]) <= 0
+            running: Tensor = self.halt(h).reshape(h.shape[0]) <= 0
+        return running
 
     def by_index(self, x: Tensor) -> Tensor:
         h = self.body(self.inp(x))
@@ -223,15 +224,17 @@ class HeadsModel(Formulated):
     def by_index(self, x: Tensor) -> Tensor:
         h = self.act(self.inp(x))
         parts = h.split(self.width, dim=-1)
-        out: Tensor = self.out(torch.cat([f(p) for f, p in zip(self.heads, parts)], dim=-1))
+        out: Tensor = self.out(
+            torch.cat([f(p) for f, p in zip(self.heads, parts, strict=True)], dim=-1)
+        )
         return out
 
     def by_mask(self, x: Tensor) -> Tensor:
         """One dense layer per stage whose weight is block-diagonal (the heads' weights)."""
         h = self.act(self.inp(x))
         for stage in (0, 2):
-            layers = [head[stage] for head in self.heads]
-            weight = torch.block_diag(*[layer.weight for layer in layers])
+            layers = [head.get_submodule(str(stage)) for head in self.heads]
+            weight = torch.block_diag(*[layer.weight for layer in layers])  # type: ignore[no-untyped-call]
             h = nn.functional.linear(h, weight, torch.cat([layer.bias for layer in layers]))
             if stage == 0:
                 h = nn.functional.gelu(h)
