@@ -233,13 +233,18 @@ class HeadsModel(Formulated):
         """One dense layer per stage whose weight is block-diagonal (the heads' weights)."""
         h = self.act(self.inp(x))
         for stage in (0, 2):
-            layers = [head.get_submodule(str(stage)) for head in self.heads]
+            layers = [_linear(head.get_submodule(str(stage))) for head in self.heads]
             weight = torch.block_diag(*[layer.weight for layer in layers])  # type: ignore[no-untyped-call]
             h = nn.functional.linear(h, weight, torch.cat([layer.bias for layer in layers]))
             if stage == 0:
                 h = nn.functional.gelu(h)
         out: Tensor = self.out(h)
         return out
+
+
+def _linear(module: nn.Module) -> nn.Linear:
+    assert isinstance(module, nn.Linear)
+    return module
 
 
 def heads(batch: int, dim: int) -> DynamicModel:
