@@ -83,7 +83,6 @@ LAZY_IMPORTS = {
     ("flowdl._cli.bench_dynamic", "flowdl._bench.dynamic.models"),
     ("flowdl._cli.bench_dynamic", "flowdl._bench.dynamic.report"),
     ("flowdl._cli.bench_dynamic", "flowdl._bench.dynamic.run"),
-    ("flowdl._cli.bench_dynamic", "flowdl._bench.pair"),
     ("flowdl._cli.fuzz", "flowdl._fuzz.run"),
 }
 """Imports of flowdl modules inside functions: the HTTP server, loaded when a dashboard

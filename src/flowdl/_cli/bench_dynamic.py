@@ -17,7 +17,6 @@ def run_dynamic_bench(
     from flowdl._bench.dynamic.models import DYNAMIC_MODELS
     from flowdl._bench.dynamic.report import markdown, write_dynamic_report
     from flowdl._bench.dynamic.run import DynamicConfig, run_dynamic
-    from flowdl._bench.pair import scaled
 
     rounds = 10 if args.rounds is None else args.rounds
     batches = 8 if args.batches is None else args.batches
@@ -45,8 +44,8 @@ def run_dynamic_bench(
     torch.set_num_threads(1 if args.threads is None else args.threads)
     config = DynamicConfig(
         models=models,
-        batch=scaled(256, scale),
-        dim=scaled(128, scale, minimum=16, multiple=16),
+        batch=max(1, round(256 * scale)),
+        dim=max(16, 16 * round(128 * scale / 16)),  # 16 heads
         batches=batches,
         warmup=args.warmup,
         rounds=rounds,
