@@ -319,7 +319,7 @@ def scan(batch: int, dim: int) -> DynamicModel:
         hidden = m.cell.hidden_size
         flow = (
             fl.Flow(nn.Identity())
-            .tag("seq")
+            .tag("seq", shared=True)
             .through(StartScan(hidden))
             .loop(ScanStep(m.cell))
             .until(ScanDone(), max_iter=STEPS)
@@ -341,7 +341,8 @@ def scan(batch: int, dim: int) -> DynamicModel:
         make,
         mse,
         {"batch": batch, "dim": dim, "steps": STEPS},
-        formulation="`.loop(step).until(done, max_iter=16).using('seq')` on (h, t, length)",
+        formulation="`.loop(step).until(done, max_iter=16).using('seq')` on (h, t, length, row), "
+        "the sequence tagged shared",
     )
 
 

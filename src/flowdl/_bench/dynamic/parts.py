@@ -93,11 +93,11 @@ class Narrow(nn.Module):
 
 class StartScan(nn.Module):
     """A sequence ``[B, T, F + 1]`` (its last channel the length) -> the scan's first state
-    ``[B, H + 2]``: ``h = 0``, the step ``t = 0``, the length.
+    ``[B, H + 3]``: ``h = 0``, the step ``t = 0``, the length, the sample's row.
 
     Example:
-        >>> StartScan(3)(torch.ones(2, 5, 4)).tolist()[0]
-        [0.0, 0.0, 0.0, 0.0, 1.0]
+        >>> StartScan(3)(torch.ones(2, 5, 4)).tolist()[1]
+        [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     """
 
     def __init__(self, hidden: int) -> None:
@@ -106,11 +106,16 @@ class StartScan(nn.Module):
 
     def forward(self, seq: Tensor) -> Tensor:
         b = seq.shape[0]
-        return torch.cat([seq.new_zeros(b, self.hidden + 1), seq[:, 0, -1:]], dim=1)
+        rows = torch.arange(b, device=seq.device, dtype=seq.dtype).unsqueeze(1)
+        return torch.cat([seq.new_zeros(b, self.hidden + 1), seq[:, 0, -1:], rows], dim=1)
 
 
 class ScanStep(nn.Module):
-    """One step of the scan: ``h = cell(x[t], h)``, ``t += 1`` (the length is carried)."""
+    """One step of the scan: ``h = cell(seq[row, t], h)``, ``t += 1``.
+
+    The sequence is a shared reference (the whole batch at every iteration); each
+    state row knows its sample's row in it, so halted samples cost nothing.
+    """
 
     def __init__(self, cell: nn.RNNCell) -> None:
         super().__init__()
@@ -118,18 +123,17 @@ class ScanStep(nn.Module):
 
     def forward(self, state: Tensor, seq: Tensor) -> Tensor:
         h = state[:, : self.cell.hidden_size]
-        t = state[:, -2:-1]
-        index = t.long().unsqueeze(-1).expand(-1, 1, seq.shape[-1])
-        x_t = seq.gather(1, index)[:, 0, :-1]
+        t = state[:, -3]
+        x_t = seq[state[:, -1].long(), t.long(), :-1]
         h = self.cell(x_t, h)
-        return torch.cat([h, t + 1, state[:, -1:]], dim=1)
+        return torch.cat([h, (t + 1).unsqueeze(1), state[:, -2:]], dim=1)
 
 
 class ScanDone(nn.Module):
     """Halts a sample once its step reached its length: ``t - length + 0.5``."""
 
     def forward(self, state: Tensor) -> Tensor:
-        return state[:, -2] - state[:, -1] + 0.5
+        return state[:, -3] - state[:, -2] + 0.5
 
 
 class TakeHidden(nn.Module):
