@@ -33,6 +33,13 @@ def add_bench_parser(commands: Any) -> None:
         help="--suite dynamic: torch.compile's backend for the compiled arms (default inductor)",
     )
     bench.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="--suite dynamic: time epochs by wall time (default) or by the process's CPU "
+        "time (one thread on a shared machine: waiting for a core is not counted)",
+    )
+    bench.add_argument(
         "--models", default="all", help="comma-separated model names, or 'all' (default)"
     )
     bench.add_argument(

@@ -51,6 +51,7 @@ def run_dynamic_bench(
         rounds=rounds,
         device=device,
         backend=args.backend,
+        clock=args.clock,
     )
     command = shlex.join(["python", "-m", "flowdl", *argv])
     print(

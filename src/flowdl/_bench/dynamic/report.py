@@ -12,6 +12,12 @@ GOAL = 0.75
 """Issue 17's goal: the best flowdl mode at most 0.75× the best hand-written arm."""
 
 
+CLOCKS = {
+    "wall": "wall time (`time.perf_counter`)",
+    "cpu": "CPU time of the process (`time.process_time`), not wall time",
+}
+
+
 def _ms(s: Summary) -> str:
     return f"{s.median * 1e3:.1f} ± {s.spread * 1e3:.1f}"
 
@@ -75,6 +81,8 @@ def markdown(result: DynamicSuiteResult) -> str:
         f"warm-up epochs, then {c.rounds} paired rounds (arms interleaved, order flipped "
         "every round). Outputs and gradients of every arm were checked against `index` "
         "on the first batch before timing (largest difference relative to scale below).",
+        "",
+        f"Clock: {CLOCKS[c.clock]}.",
         "",
         "| machine | |",
         "|---|---|",
