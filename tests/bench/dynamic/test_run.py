@@ -14,7 +14,9 @@ from flowdl._bench.pair import ParityError
 @pytest.fixture(scope="module")
 def result():  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    config = DynamicConfig(batch=24, dim=16, batches=2, warmup=0, rounds=1, backend="eager")
+    config = DynamicConfig(
+        batch=24, dim=16, batches=2, warmup=0, rounds=1, backend="eager", clock="cpu"
+    )
     return run_dynamic(config, "python -m flowdl bench --suite dynamic", echo=lambda _: None)
 
 
@@ -32,6 +34,7 @@ def test_report_has_a_row_per_model_in_both_tables(result) -> None:  # type: ign
     for m in result.models:
         assert text.count(f"| {m.name} |") == 2
     assert "--suite dynamic" in text
+    assert "CPU time of the process" in text
 
 
 def test_a_changed_weight_is_caught() -> None:
