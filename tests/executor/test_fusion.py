@@ -150,3 +150,16 @@ def test_chain_of_reads_modules_sequentials_and_straight_graphs() -> None:
     assert StackedChains.of([mlp()]) is None  # one part: nothing to fuse
     shared = mlp()
     assert StackedChains.of([shared, shared]) is None
+
+
+def test_a_layer_replaced_inside_a_sequential_is_seen() -> None:
+    torch.manual_seed(4)
+    parts = [mlp() for _ in range(3)]
+    g = gate_graph(parts).double()
+    g.compile(backend="eager")
+    (item,) = fused_items(g)
+    x = torch.randn(8, D, dtype=torch.float64)
+    parts[1][2] = nn.Linear(5, D).double()  # unseen by the graph: nn.Sequential's own slot
+    assert not item.stacked.accepts(x)
+    eager = copy.deepcopy(g)  # copies run eagerly, with the same modules
+    torch.testing.assert_close(g(x), eager(x), rtol=0, atol=0)

@@ -30,7 +30,7 @@ from torch.nn.modules import module as module_globals
 
 from flowdl._executor.plan import Plan, plan_of
 
-__all__ = ["ELEMENTWISE", "StackedChains", "chain_of"]
+__all__ = ["ELEMENTWISE", "Link", "StackedChains", "chain_of"]
 
 ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.GELU,
@@ -61,8 +61,19 @@ def _linear_chain(plan: Plan) -> list[Callable[..., Any]] | None:
     return fns if slot == plan.out_slot and fns else None
 
 
-def chain_of(fn: Any) -> list[nn.Module] | None:
+Link = tuple[Any, str, Any]
+"""What a chain was read from, checked before every fused call: ``(children, name,
+module)`` for a child of an `nn.Sequential` (``children`` its ``_modules``, where
+``children[name] is module`` must still hold), ``(graph, "_plan", plan)`` for a nested
+graph (``graph._plan is plan``)."""
+
+
+def chain_of(fn: Any, links: list[Link] | None = None) -> list[nn.Module] | None:
     """`fn` as a flat list of Linear and elementwise modules, or ``None``.
+
+    Args:
+        fn: a module, an `nn.Sequential`, or a nested graph.
+        links: collects what the chain was read from (`Link`).
 
     Example:
         >>> chain_of(nn.Sequential(nn.Linear(2, 3), nn.GELU()))
@@ -70,25 +81,39 @@ def chain_of(fn: Any) -> list[nn.Module] | None:
         >>> chain_of(nn.LayerNorm(3)) is None
         True
     """
+    links = [] if links is None else links
     if type(fn) is nn.Linear or type(fn) in ELEMENTWISE:
         return [fn]
     parts: list[Any]
     if type(fn) is nn.Sequential:
         parts = list(fn)
+        links.extend((fn._modules, name, child) for name, child in fn._modules.items())
     elif (plan := plan_of(fn)) is not None:
         found = _linear_chain(plan)
         if found is None:
             return None
         parts = found
+        links.append((fn, "_plan", plan))
     else:
         return None
     flat: list[nn.Module] = []
     for part in parts:
-        inner = chain_of(part)
+        inner = chain_of(part, links)
         if inner is None:
             return None
         flat.extend(inner)
     return flat
+
+
+def _current(links: Sequence[Link]) -> bool:
+    """Whether every part is still made of the modules the chains were read from."""
+    for container, name, value in links:
+        if name == "_plan":
+            if container.__dict__.get("_plan") is not value:
+                return False
+        elif container.get(name) is not value:
+            return False
+    return True
 
 
 def _key(module: nn.Module) -> tuple[Any, ...]:
@@ -110,10 +135,17 @@ class StackedChains:
     Attributes:
         chains: each part's modules, in order.
         owners: the callables the chains come from (checked for hooks too).
+        links: what the chains were read from (`Link`), checked at every call.
     """
 
-    def __init__(self, chains: Sequence[Sequence[nn.Module]], owners: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        chains: Sequence[Sequence[nn.Module]],
+        owners: Sequence[Any],
+        links: Sequence[Link] = (),
+    ) -> None:
         self.chains = [list(c) for c in chains]
+        self.links = tuple(links)
         self.owners = [o for o in owners if isinstance(o, nn.Module)]
         self._stages: list[nn.Module | list[nn.Linear]] = [
             [_as_linear(c[i]) for c in self.chains] if isinstance(m, nn.Linear) else m
@@ -134,23 +166,23 @@ class StackedChains:
             >>> StackedChains.of([mlp(), nn.Sequential(nn.Linear(4, 4))]) is None
             True
         """
-        chains = [chain_of(fn) for fn in fns]
+        links: list[Link] = []
+        chains = [chain_of(fn, links) for fn in fns]
         if len(fns) < 2 or any(c is None for c in chains):
             return None
         found = [c for c in chains if c is not None]
         keys = [[_key(m) for m in c] for c in found]
         if any(k != keys[0] for k in keys) or not any(k[0] is nn.Linear for k in keys[0]):
             return None
-        if any(m in found[0] for c in found[1:] for m in c if isinstance(m, nn.Linear)):
-            return None  # a Linear shared by two parts: stacking it twice is still right,
-            # but the unfused path is simpler to reason about
-        return cls(found, fns)
+        linears = [id(m) for c in found for m in c if isinstance(m, nn.Linear)]
+        if len(set(linears)) != len(linears):  # a Linear shared by parts: left unfused
+            return None
+        return cls(found, fns, links)
 
     def accepts(self, x: Any) -> bool:
         """Whether the chains can run on rows of `x` as one: a ``[rows, features]`` tensor
         of the weights' dtype and device, and no hooks anywhere."""
-        first = self.chains[0][0] if isinstance(self.chains[0][0], nn.Linear) else None
-        linear = first or next(m for m in self.chains[0] if isinstance(m, nn.Linear))
+        linear = next(m for m in self.chains[0] if isinstance(m, nn.Linear))
         w = linear.weight
         return (
             isinstance(x, Tensor)
@@ -161,7 +193,11 @@ class StackedChains:
         )
 
     def usable(self) -> bool:
-        """Whether nothing would see the difference now: no hooks on any module."""
+        """Whether nothing would see the difference now: the parts are still made of the
+        same modules (an `nn.Sequential` can be changed in place unseen), and no module
+        has a hook."""
+        if not _current(self.links):
+            return False
         if (
             module_globals._global_forward_hooks
             or module_globals._global_forward_pre_hooks
