@@ -163,3 +163,12 @@ def test_a_layer_replaced_inside_a_sequential_is_seen() -> None:
     assert not item.stacked.accepts(x)
     eager = copy.deepcopy(g)  # copies run eagerly, with the same modules
     torch.testing.assert_close(g(x), eager(x), rtol=0, atol=0)
+
+
+def test_a_stream_of_the_wrong_width_fails_as_unfused() -> None:
+    torch.manual_seed(5)
+    g = fl.Flow(nn.Identity()).gate(fl.TopKRouter(D + 1, 3, k=2), *[mlp() for _ in range(3)])
+    graph = g.build()
+    graph.compile(backend="eager")
+    with pytest.raises(fl.GraphError, match="expert 0"):
+        graph(torch.randn(4, D + 1))

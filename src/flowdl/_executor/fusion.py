@@ -187,6 +187,7 @@ class StackedChains:
         return (
             isinstance(x, Tensor)
             and x.dim() == 2
+            and x.shape[1] == w.shape[1]  # else the parts' own loop raises the usual error
             and x.dtype == w.dtype
             and x.device == w.device
             and self.usable()
