@@ -79,6 +79,10 @@ LAZY_IMPORTS = {
     ("flowdl._cli.bench", "flowdl._bench.protocol"),
     ("flowdl._cli.bench", "flowdl._bench.report"),
     ("flowdl._cli.bench", "flowdl._bench.suite"),
+    ("flowdl._cli.bench", "flowdl._cli.bench_dynamic"),
+    ("flowdl._cli.bench_dynamic", "flowdl._bench.dynamic.models"),
+    ("flowdl._cli.bench_dynamic", "flowdl._bench.dynamic.report"),
+    ("flowdl._cli.bench_dynamic", "flowdl._bench.dynamic.run"),
     ("flowdl._cli.fuzz", "flowdl._fuzz.run"),
 }
 """Imports of flowdl modules inside functions: the HTTP server, loaded when a dashboard

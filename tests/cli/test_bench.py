@@ -59,3 +59,36 @@ def test_no_cuda(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "--device", "cuda"])
     assert "--device cuda: this torch build sees no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+        (["--scale", "-1"], "--scale must be positive, got -1.0"),
+        (["--models", "switch,mlp"], "--models: unknown dynamic model 'mlp'; the dynamic models"),
+    ],
+)
+def test_bad_dynamic_options(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "--suite", "dynamic", *args])
+    assert message in capsys.readouterr().err
+
+
+def test_dynamic_suite_from_the_command_line(tmp_path: Path) -> None:
+    md = tmp_path / "dynamic.md"
+    args = ["--suite", "dynamic", "--models", "switch", "--scale", "0.0625", "--rounds", "1"]
+    args += ["--warmup", "0", "--batches", "1", "--backend", "eager", "--output", str(md)]
+    done = subprocess.run(
+        [sys.executable, "-m", "flowdl", "bench", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    text = md.read_text()
+    assert text.count("| switch |") == 2
+    assert "batch 16, width 16" in text

@@ -4,5 +4,6 @@ floDl's ten models, each written twice — plain PyTorch and a flowdl graph hold
 same weights — timed under one protocol in one process (`flowdl._bench.suite`), with
 go-torch's table of single operations (`flowdl._bench.ops`) and the executor's cost
 per node (`flowdl._bench.overhead`). `flowdl._bench.report` writes the results as
-Markdown or JSON. Nothing here is public API.
+Markdown or JSON. `flowdl._bench.dynamic` is issue 17's dynamic suite (``--suite
+dynamic``). Nothing here is public API.
 """

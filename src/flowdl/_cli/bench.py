@@ -20,6 +20,26 @@ def add_bench_parser(commands: Any) -> None:
         "for a .json path).",
     )
     bench.add_argument(
+        "--suite",
+        choices=("models", "dynamic"),
+        default="models",
+        help="floDl's ten models (default), or the dynamic suite of issue 17 (switch, "
+        "top-2 MoE, halting, heads, scan: hand-written with indexing, masks and "
+        "torch.compile, against flowdl eager and fast; CPU, one thread by default)",
+    )
+    bench.add_argument(
+        "--backend",
+        default="inductor",
+        help="--suite dynamic: torch.compile's backend for the compiled arms (default inductor)",
+    )
+    bench.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="--suite dynamic: time epochs by wall time (default) or by the process's CPU "
+        "time (one thread on a shared machine: waiting for a core is not counted)",
+    )
+    bench.add_argument(
         "--models", default="all", help="comma-separated model names, or 'all' (default)"
     )
     bench.add_argument(
@@ -28,7 +48,9 @@ def add_bench_parser(commands: Any) -> None:
         default=None,
         help="size factor: batch, widths and data sizes (default: 1 on CUDA, 0.25 on the CPU)",
     )
-    bench.add_argument("--rounds", type=int, default=20, help="timed epochs per side (default 20)")
+    bench.add_argument(
+        "--rounds", type=int, default=None, help="timed epochs per side (default 20; dynamic 10)"
+    )
     bench.add_argument("--warmup", type=int, default=2, help="untimed epochs per side (default 2)")
     bench.add_argument(
         "--batches",
@@ -75,6 +97,12 @@ def run_bench(
     from flowdl._bench.report import write_report
     from flowdl._bench.suite import CPU_BATCHES, CPU_SCALE, SuiteConfig, parse_models, run_suite
 
+    if args.suite == "dynamic":
+        from flowdl._cli.bench_dynamic import run_dynamic_bench
+
+        return run_dynamic_bench(args, parser, argv)
+    if args.rounds is None:
+        args.rounds = 20
     for option in ("rounds", "batches"):
         value = getattr(args, option)
         if value is not None and value < 1:

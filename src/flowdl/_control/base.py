@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,18 @@ from flowdl._errors import ControlFlowError, passes_through
 from flowdl._executor.plan import plan_of
 from flowdl._executor.state import StateRead
 from flowdl._watch.constructs import ConstructReplacement, EntriesReplacement
+
+
+class Grouped(Protocol):
+    """Fast mode's batched run of a construct's identical parts (`flowdl._executor.fusion`)."""
+
+    def accepts(self, x: Any) -> bool:
+        """Whether the batched run gives what the parts give one by one on rows of `x`."""
+        ...
+
+    def run_sorted(self, rows: Tensor, counts: Sequence[int]) -> Tensor:
+        """Each part on its rows (``counts[i]`` rows for part ``i``, in order)."""
+        ...
 
 
 class Callables(EntriesReplacement):

@@ -11,6 +11,7 @@ from torch import Tensor
 from flowdl._control.base import (
     Callables,
     ControlNode,
+    Grouped,
     cannot_export,
     carries_state,
     run_inner,
@@ -73,6 +74,10 @@ class Gate(ControlNode):
         return [self.router] if self.sparse else [fn for _, fn in self.inner()]
 
     def forward(self, x: Any, *refs: Any) -> Any:
+        return self.mix(x, refs)
+
+    def mix(self, x: Any, refs: tuple[Any, ...], grouped: Grouped | None = None) -> Any:
+        """The forward pass; fast mode passes `grouped` to run sparse experts as one."""
         weights = run_inner("router", self.router, "", self.call_receiver, x, refs)
         n = len(self.experts)
         if not isinstance(weights, Tensor) or weights.dim() == 0 or weights.shape[-1] != n:
@@ -86,7 +91,7 @@ class Gate(ControlNode):
         if self._routing is not None:  # only once someone asked for the routing
             self._routing.note(weights)
         if self.sparse and weights.dim() == 2 and isinstance(x, Tensor) and x.shape[0] > 0:
-            return self._sparse(x, weights)
+            return self._sparse(x, weights, grouped)
         return self._dense(x, weights)
 
     def routing_usage(self) -> RoutingUsage | None:
@@ -134,7 +139,7 @@ class Gate(ControlNode):
         self._check_aligned(w.shape, y, i)
         return w.reshape(w.shape + (1,) * (y.dim() - w.dim()))
 
-    def _sparse(self, x: Tensor, weights: Tensor) -> Tensor:
+    def _sparse(self, x: Tensor, weights: Tensor, grouped: Grouped | None = None) -> Tensor:
         if torch.compiler.is_exporting():
             raise cannot_export(
                 "a sparse .gate(...) (top-k routing)",
@@ -153,6 +158,12 @@ class Gate(ControlNode):
             )
         chosen = (weights != 0).t()  # [n, B]
         counts = chosen.sum(1).tolist()  # the one host sync of the dispatch
+        if grouped is not None and any(counts) and grouped.accepts(x):
+            expert_rows = chosen.nonzero()  # (expert, row), by expert then row
+            rows, which = expert_rows[:, 1], expert_rows[:, 0]
+            y = grouped.run_sorted(x.index_select(0, rows), counts)
+            term = weights[rows, which].unsqueeze(-1) * y
+            return term.new_zeros((x.shape[0], *term.shape[1:])).index_add(0, rows, term)
         rows_by_expert = torch.split(chosen.nonzero()[:, 1], counts)
         out: Tensor | None = None
         for i, (expert, rows) in enumerate(zip(self.experts, rows_by_expert, strict=True)):

@@ -11,6 +11,7 @@ from torch import Tensor
 from flowdl._control.base import (
     Callables,
     ControlNode,
+    Grouped,
     batch_size,
     cannot_export,
     carries_state,
@@ -74,6 +75,10 @@ class Switch(ControlNode):
         return [self.selector]
 
     def forward(self, x: Any, *refs: Any) -> Any:
+        return self.route(x, refs)
+
+    def route(self, x: Any, refs: tuple[Any, ...], grouped: Grouped | None = None) -> Any:
+        """The forward pass; fast mode passes `grouped` to run the branches as one."""
         choice = run_inner("selector", self.selector, "", self.call_receiver, x, refs)
         if self._routing is not None:  # only once someone asked for the routing
             # the batch size, not the stream: a watch must not keep an activation alive
@@ -91,7 +96,7 @@ class Switch(ControlNode):
             if choice.numel() == 1:
                 return self._run_branch(self._check_index(int(choice.reshape(()))), x)
             raise self._bad_choice(x, choice)
-        return self._per_sample(x, choice.reshape(batch).long())
+        return self._per_sample(x, choice.reshape(batch).long(), grouped)
 
     def routing_usage(self) -> RoutingUsage | None:
         """The usage of the branches in this thread's last watched forward (see
@@ -129,7 +134,7 @@ class Switch(ControlNode):
             fix="return indices, e.g. logits.argmax(-1) for one per sample",
         )
 
-    def _per_sample(self, x: Tensor, index: Tensor) -> Any:
+    def _per_sample(self, x: Tensor, index: Tensor, grouped: Grouped | None = None) -> Any:
         if torch.compiler.is_exporting():
             raise cannot_export(
                 "a per-sample .switch(...)",
@@ -153,6 +158,8 @@ class Switch(ControlNode):
         if max(counts) == batch:  # every sample chose the same branch
             return self._run_branch(counts.index(batch), x)
         order = torch.argsort(index, stable=True)
+        if grouped is not None and grouped.accepts(x):
+            return self._put_back(grouped.run_sorted(x.index_select(0, order), counts), order)
         outputs = []
         for i, rows in enumerate(torch.split(order, counts)):
             if counts[i]:
@@ -160,7 +167,7 @@ class Switch(ControlNode):
                 branch = self.branches[i]
                 outputs.append(run_inner(f"branch {i}", branch, "", branch, part))
         try:
-            grouped = torch.cat(outputs)
+            joined = torch.cat(outputs)
         except (TypeError, RuntimeError) as error:
             shapes = ", ".join(describe_value(y) for y in outputs)
             raise ControlFlowError(
@@ -170,6 +177,12 @@ class Switch(ControlNode):
                 fix="make the branches agree on their output shape (only the batch size may "
                 "differ)",
             ) from error
+        return self._put_back(joined, order)
+
+    @staticmethod
+    def _put_back(joined: Tensor, order: Tensor) -> Tensor:
+        """The rows of `joined` (in the order `order` took them) back in batch order."""
+        batch = order.shape[0]
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(batch, device=order.device)
-        return grouped.index_select(0, inverse)
+        return joined.index_select(0, inverse)

@@ -26,13 +26,24 @@ from torch import nn
 from flowdl._control.base import ControlNode
 from flowdl._control.gate import Gate
 from flowdl._control.loop import Loop
+from flowdl._control.switch import Switch
 from flowdl._describe import first_line
 from flowdl._errors import GraphError
+from flowdl._executor.fusion import StackedChains
 from flowdl._executor.plan import Plan, Step, plan_of
 from flowdl._executor.state import StateRead
 from flowdl._executor.steps import run_steps
 
-__all__ = ["EAGER_ONLY", "FastItem", "InlineGraph", "Segment", "is_static", "split_plan"]
+__all__ = [
+    "EAGER_ONLY",
+    "FastItem",
+    "FusedParts",
+    "InlineGraph",
+    "Segment",
+    "fused_step",
+    "is_static",
+    "split_plan",
+]
 
 EAGER_ONLY: tuple[type[nn.Module], ...] = (nn.RNNBase,)
 """Modules `torch.compile(fullgraph=True)` cannot trace: the steps holding them stay eager."""
@@ -186,6 +197,44 @@ class Segment:
         ) from error
 
 
+class FusedParts:
+    """A per-sample switch or a sparse gate whose identical parts run as one
+    (`flowdl._executor.fusion`); the construct's own loop wherever they cannot."""
+
+    def __init__(self, construct: Switch | Gate, stacked: StackedChains) -> None:
+        self.construct = construct
+        self.stacked = stacked
+
+    def __call__(self, x: Any, *refs: Any) -> Any:
+        c = self.construct
+        if c._forward_hooks or c._forward_pre_hooks:  # the construct's own hooks must run
+            return c(x, *refs)
+        if isinstance(c, Switch):
+            return c.route(x, refs, self.stacked)
+        return c.mix(x, refs, self.stacked)
+
+
+def fused_step(step: Step) -> Step:
+    """`step` with its switch's branches or its sparse gate's experts fused, if they can be.
+
+    Example:
+        >>> import flowdl as fl
+        >>> mlp = lambda: nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 4))
+        >>> switch = Switch(fl.ArgmaxSelector(4, 2), [mlp(), mlp()])
+        >>> type(fused_step(Step(switch, 0, -1, None, 1, 0)).fn).__name__
+        'FusedParts'
+    """
+    fn = step.fn
+    stacked = None
+    if isinstance(fn, Switch):
+        stacked = StackedChains.of(list(fn.branches))
+    elif isinstance(fn, Gate) and fn.sparse:
+        stacked = StackedChains.of(list(fn.experts))
+    if stacked is None or not isinstance(fn, (Switch, Gate)):
+        return step
+    return step._replace(fn=FusedParts(fn, stacked))
+
+
 FastItem = Segment | Step
 """What fast mode runs: a compiled segment, or a step the executor runs as in eager mode."""
 
@@ -206,6 +255,6 @@ def split_plan(plan: Plan, compile_kwargs: dict[str, Any]) -> tuple[FastItem, ..
             run.append(step)
         else:
             close()
-            items.append(step)
+            items.append(fused_step(step))
     close()
     return tuple(items)
