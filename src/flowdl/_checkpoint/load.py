@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from flowdl._checkpoint import container
 from flowdl._checkpoint import optimizer as optimizer_state
 from flowdl._checkpoint import scheduler as scheduler_state
 from flowdl._checkpoint.encoding import decode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
+from flowdl._checkpoint.layout import DTYPES
+from flowdl._checkpoint.reader import Checkpoint, open_checkpoint
 from flowdl._checkpoint.report import LoadReport, Mismatch
-from flowdl._checkpoint.save import MODEL_PREFIX
 
 _LISTED = 6
+_BATCH = 32 << 20
+"""Bytes of model tensors read before they are handed to ``load_state_dict`` together."""
 
 
 def load_checkpoint(
@@ -101,38 +104,82 @@ def load_into(
 ) -> LoadReport:
     """`load_checkpoint` into an unwrapped `model`, which messages call `described`."""
     where = str(path)
-    contents = container.read(path)
-    document = contents.document
-    try:
-        return _load(contents, where, model, optimizer, scheduler, strict, described)
-    except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, CheckpointError):
-            raise
-        raise CheckpointError(
-            "the checkpoint's metadata is not what fl.save_checkpoint writes",
-            path=where,
-            received=f"{type(error).__name__}: {error} (written by flowdl "
-            f"{document.get('flowdl_version', '?')})",
-            fix="use a checkpoint written by fl.save_checkpoint",
-        ) from error
+    with open_checkpoint(path) as checkpoint:
+        try:
+            plan = _plan(checkpoint, where, model, optimizer, scheduler, strict, described)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise CheckpointError(
+                "the checkpoint's metadata is not what fl.save_checkpoint writes",
+                path=where,
+                received=f"{type(error).__name__}: {error} (written by flowdl "
+                f"{checkpoint.document.get('flowdl_version', '?')})",
+                fix="use a checkpoint written by fl.save_checkpoint",
+            ) from error
+        _apply(checkpoint, model, plan, optimizer, scheduler)
+        return plan.report
 
 
-def _load(
-    contents: container.Contents,
+class _Plan:
+    """What a load will do, decided before anything changes."""
+
+    def __init__(
+        self,
+        report: LoadReport,
+        values: dict[str, str],
+        objects: dict[str, Any],
+        optimizer_state: Any,
+        scheduler_state: dict[str, Any] | None,
+    ) -> None:
+        self.report = report
+        self.values = values
+        self.objects = objects
+        self.optimizer_state = optimizer_state
+        self.scheduler_state = scheduler_state
+
+
+class _Tensors(Mapping[str, Tensor]):
+    """The checkpoint's tensors by stored name, each read from the file when asked for."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self._checkpoint = checkpoint
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._checkpoint.tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checkpoint.entries)
+
+    def __len__(self) -> int:
+        return len(self._checkpoint.entries)
+
+
+def _plan(
+    checkpoint: Checkpoint,
     where: str,
     model: nn.Module,
     optimizer: Optimizer | None,
     scheduler: scheduler_state.Stateful | None,
     strict: bool,
     described: str,
-) -> LoadReport:
-    document = contents.document
-    tensors = contents.tensors
+) -> _Plan:
+    document = checkpoint.document
+    if checkpoint.plain and (optimizer is not None or scheduler is not None):
+        role = "optimizer" if optimizer is not None else "scheduler"
+        raise CheckpointError(
+            f"this is a plain safetensors file of weights, without flowdl metadata: it holds "
+            f"no {role} state",
+            path=where,
+            expected=f"a file written by fl.save_checkpoint(..., {role}=...)",
+            received=f"a safetensors file with {len(checkpoint.entries)} tensors",
+            fix=f"load the weights without {role}=... and start the {role} afresh",
+        )
     saved_hash = document["structural_hash"]
     model_hash = structural_hash(model)
-    values, objects, report = _match(document["model"], tensors, model, where)
+    values, objects, report = _match(document["model"], checkpoint, model)
     hash_matched = saved_hash == model_hash
-    if strict and not hash_matched:
+    if strict and not hash_matched and not checkpoint.plain:
         raise CheckpointError(
             f"the checkpoint was saved from another model (a {document['model_type']}): "
             "the structural hashes differ",
@@ -151,19 +198,20 @@ def _load(
             received=_differences(report).strip(),
             fix="pass strict=False to load what matches (the report lists the rest)",
         )
-    _check_ties(model, values, where)
+    _check_ties(model, values, checkpoint, where)
     optimizer_dict = None
     if optimizer is not None:
         names = optimizer_state.parameter_names(model)
         optimizer_dict = optimizer_state.prepare(
-            optimizer, document["optimizer"], tensors, names, set(report.loaded), where
+            optimizer, document["optimizer"], set(report.loaded), names, where
         )
     scheduler_dict = None
     if scheduler is not None:
-        scheduler_dict = scheduler_state.prepare(scheduler, document["scheduler"], tensors, where)
+        scheduler_dict = scheduler_state.prepare(
+            scheduler, document["scheduler"], _Tensors(checkpoint), where
+        )
     extra = decode(document["extra"], {})
-    _apply(model, values, objects, optimizer, optimizer_dict, scheduler, scheduler_dict)
-    return LoadReport(
+    report = LoadReport(
         loaded=report.loaded,
         missing=report.missing,
         unexpected=report.unexpected,
@@ -172,17 +220,18 @@ def _load(
         epoch=document["epoch"],
         extra=extra,
     )
+    return _Plan(report, values, objects, optimizer_dict, scheduler_dict)
 
 
 def _match(
-    saved: dict[str, Any], tensors: dict[str, Tensor], model: nn.Module, where: str
-) -> tuple[dict[str, Tensor], dict[str, Any], LoadReport]:
-    """The model's entries the checkpoint can fill, and the report of the rest."""
+    saved: dict[str, Any], checkpoint: Checkpoint, model: nn.Module
+) -> tuple[dict[str, str], dict[str, Any], LoadReport]:
+    """The model's entries the checkpoint can fill (key to stored name), and the report."""
     state = model.state_dict()
     saved_keys: list[str] = saved["tensors"]
     saved_set = set(saved_keys)
     saved_objects: dict[str, Any] = saved["objects"]
-    values: dict[str, Tensor] = {}
+    values: dict[str, str] = {}
     objects: dict[str, Any] = {}
     loaded: list[str] = []
     missing: list[str] = []
@@ -190,7 +239,7 @@ def _match(
     for key, current in state.items():
         if not isinstance(current, Tensor):
             if key in saved_objects:
-                objects[key] = decode(saved_objects[key], tensors)
+                objects[key] = decode(saved_objects[key], _Tensors(checkpoint))
                 loaded.append(key)
             else:
                 missing.append(key)
@@ -198,14 +247,14 @@ def _match(
         if key not in saved_set:
             missing.append(key)
             continue
-        stored = tensors.get(MODEL_PREFIX + key)
-        if stored is None:
-            raise container._damaged(where, f"the tensor of {key!r} is missing from its data")
-        if stored.shape != current.shape or _kind(stored.dtype) != _kind(current.dtype):
-            shapes = tuple(stored.shape), tuple(current.shape)
-            mismatched.append(Mismatch(key, *shapes, stored.dtype, current.dtype))
+        name = checkpoint.model_name(key)
+        entry = checkpoint.entry(name)
+        dtype = DTYPES[entry.dtype]
+        if entry.shape != tuple(current.shape) or _kind(dtype) != _kind(current.dtype):
+            shapes = entry.shape, tuple(current.shape)
+            mismatched.append(Mismatch(key, *shapes, dtype, current.dtype))
             continue
-        values[key] = stored
+        values[key] = name
         loaded.append(key)
     known = set(state)
     unexpected = [k for k in [*saved_keys, *saved_objects] if k not in known]
@@ -234,7 +283,9 @@ def _differences(report: LoadReport) -> str:
     return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"
 
 
-def _check_ties(model: nn.Module, values: dict[str, Tensor], where: str) -> None:
+def _check_ties(
+    model: nn.Module, values: dict[str, str], checkpoint: Checkpoint, where: str
+) -> None:
     """Names that are one tensor in the model must get one value from the checkpoint."""
     groups: dict[tuple[Any, ...], list[str]] = {}
     for key, tensor in model.state_dict(keep_vars=True).items():
@@ -250,7 +301,9 @@ def _check_ties(model: nn.Module, values: dict[str, Tensor], where: str) -> None
     for keys in groups.values():
         first = values[keys[0]]
         for other in keys[1:]:
-            if values[other] is not first and not torch.equal(values[other], first):
+            if values[other] != first and not torch.equal(
+                checkpoint.tensor(values[other]), checkpoint.tensor(first)
+            ):
                 raise CheckpointError(
                     f"{keys[0]!r} and {other!r} are one tensor in the model (tied weights) "
                     "but hold different values in the checkpoint",
@@ -262,26 +315,54 @@ def _check_ties(model: nn.Module, values: dict[str, Tensor], where: str) -> None
 
 
 def _apply(
+    checkpoint: Checkpoint,
     model: nn.Module,
-    values: dict[str, Tensor],
-    objects: dict[str, Any],
+    plan: _Plan,
     optimizer: Optimizer | None,
-    optimizer_dict: dict[str, Any] | None,
     scheduler: scheduler_state.Stateful | None,
-    scheduler_dict: dict[str, Any] | None,
 ) -> None:
-    """Restore, after every check passed; on an unforeseen failure, undo what was done."""
+    """Restore, after every check passed; on an unforeseen failure, undo what can be undone.
+
+    The scheduler first, then the optimizer (its state tensors read as they are
+    decoded), then the model's tensors, read a few at a time and handed to
+    ``load_state_dict``, so memory holds at most a batch of them at once.
+    """
     undo: list[tuple[Any, dict[str, Any]]] = []
     try:
-        if optimizer is not None and optimizer_dict is not None:
-            undo.append((optimizer, optimizer.state_dict()))
-            optimizer.load_state_dict(optimizer_dict)
-        if scheduler is not None and scheduler_dict is not None:
+        if scheduler is not None and plan.scheduler_state is not None:
             undo.append((scheduler, scheduler.state_dict()))
-            scheduler.load_state_dict(scheduler_dict)
-        model.load_state_dict({**values, **objects}, strict=False)
+            _restore(scheduler, plan.scheduler_state, "scheduler", checkpoint.path)
+        if optimizer is not None and plan.optimizer_state is not None:
+            state = decode(plan.optimizer_state, _Tensors(checkpoint))
+            undo.append((optimizer, optimizer.state_dict()))
+            _restore(optimizer, state, "optimizer", checkpoint.path)
+            del state
+        batch: dict[str, Any] = {}
+        size = 0
+        for key, name in plan.values.items():
+            tensor = checkpoint.tensor(name)
+            batch[key] = tensor
+            size += tensor.numel() * tensor.element_size()
+            if size >= _BATCH:
+                model.load_state_dict(batch, strict=False)
+                batch, size = {}, 0
+        model.load_state_dict({**batch, **plan.objects}, strict=False)
     except BaseException:
-        for target, state in reversed(undo):
+        for target, saved in reversed(undo):
             with contextlib.suppress(Exception):  # the original failure is the one to see
-                target.load_state_dict(state)
+                target.load_state_dict(saved)
         raise
+
+
+def _restore(target: Any, state: dict[str, Any], role: str, where: str) -> None:
+    """``target.load_state_dict(state)``; a refusal of the saved state is a CheckpointError."""
+    try:
+        target.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as error:
+        raise CheckpointError(
+            f"the checkpoint's {role} state does not load into this {type(target).__name__}",
+            path=where,
+            received=f"{type(error).__name__}: {error}",
+            fix=f"use a checkpoint written by fl.save_checkpoint with this {role}, or load "
+            f"without {role}=...",
+        ) from error

@@ -12,15 +12,12 @@ from torch.optim import Optimizer
 
 from flowdl._checkpoint import optimizer as optimizer_state
 from flowdl._checkpoint import scheduler as scheduler_state
-from flowdl._checkpoint.container import pack
 from flowdl._checkpoint.encoding import encode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
-from flowdl._files import write_atomically
+from flowdl._checkpoint.layout import FORMAT_VERSION, NAMESPACE, other_prefix
+from flowdl._checkpoint.writer import write_checkpoint
 from flowdl._version import __version__
-
-MODEL_PREFIX = "model/"
-"""Model tensors are stored as ``model/<state-dict key>``."""
 
 
 def save_checkpoint(
@@ -93,23 +90,23 @@ def save_checkpoint(
             fix="pass the epoch number as an int; other values can go in another extra",
         )
     try:
-        data = _pack(model, optimizer, scheduler, epoch, extra)
+        tensors, document = _capture(model, optimizer, scheduler, epoch, extra)
     except CheckpointError as error:  # name the file in what the encoder found
         raise CheckpointError(
             error.problem, path=str(path), expected=error.expected,
             received=error.received, fix=error.fix,
         ) from None  # fmt: skip
-    write_atomically(path, data)
+    write_checkpoint(path, tensors, document)
 
 
-def _pack(
+def _capture(
     model: nn.Module,
     optimizer: Optimizer | None,
     scheduler: scheduler_state.Stateful | None,
     epoch: int | None,
     extra: dict[str, Any],
-) -> bytes:
-    """The bytes of the checkpoint file."""
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors to store (by stored name, not copied) and the document."""
     target = unwrap(model)
     tensors: dict[str, Tensor] = {}
     document: dict[str, Any] = {
@@ -128,7 +125,7 @@ def _pack(
         document["optimizer"] = optimizer_state.capture(optimizer, names, tensors)
     if scheduler is not None:
         document["scheduler"] = scheduler_state.capture(scheduler, tensors)
-    return pack(tensors, document)
+    return tensors, document
 
 
 def _capture_model(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Any]:
@@ -136,10 +133,18 @@ def _capture_model(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, An
     keys: list[str] = []
     objects: dict[str, Any] = {}
     for key, value in model.state_dict().items():
+        if key.startswith(NAMESPACE):
+            raise CheckpointError(
+                f"the model's state-dict key {key!r} starts with {NAMESPACE!r}, the names "
+                "flowdl keeps for the optimizer's and scheduler's state",
+                received=key,
+                fix="rename the submodule whose name starts with '__flowdl__'",
+            )
         if isinstance(value, Tensor):
-            tensors[MODEL_PREFIX + key] = value
+            tensors[key] = value
             keys.append(key)
         else:  # a module's get_extra_state()
             where = f"the model's state {key!r}"
-            objects[key] = encode(value, where, tensors, f"model-extra/{key}")
+            prefix = other_prefix("model-extra", FORMAT_VERSION)
+            objects[key] = encode(value, where, tensors, f"{prefix}/{key}")
     return {"tensors": keys, "objects": objects}

@@ -1,0 +1,180 @@
+"""Opening a checkpoint for loading: check it whole, then read tensors one at a time.
+
+`open_checkpoint` reads and checks the header (`flowdl._checkpoint.container`), the
+document (`flowdl._checkpoint.schema`) and the checksum, which it computes over the
+file in fixed-size chunks, so memory does not grow with the file. The tensors are then
+read one at a time with safetensors' `safe_open`, each when it is needed. A plain
+safetensors file of weights (no flowdl metadata) opens too, as weights only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from safetensors import safe_open
+from torch import Tensor
+
+from flowdl._checkpoint import layout
+from flowdl._checkpoint.container import (
+    Entry,
+    Header,
+    check_version,
+    damaged,
+    parse_json,
+    read_header,
+    unreadable,
+)
+from flowdl._checkpoint.schema import check_document
+
+CHUNK = 8 << 20
+"""Bytes read at a time when checking the checksum."""
+
+
+@dataclass
+class Checkpoint:
+    """An opened, checked checkpoint (or plain safetensors file of weights).
+
+    Attributes:
+        path: the file.
+        version: the format version; 0 for a plain safetensors file.
+        document: the checked document; for a plain file, one built from its names.
+        entries: every stored tensor's entry, by stored name.
+        aliases: stored names that are another stored tensor (tied weights).
+    """
+
+    path: str
+    version: int
+    document: dict[str, Any]
+    entries: dict[str, Entry]
+    aliases: dict[str, str]
+    _handle: Any = field(default=None, repr=False)
+
+    @property
+    def plain(self) -> bool:
+        """Whether this is a plain safetensors file, without flowdl's metadata."""
+        return self.version == 0
+
+    def model_name(self, key: str) -> str:
+        """The stored name of the model's state-dict `key` (an alias resolved)."""
+        name = layout.model_name(key, self.version or layout.FORMAT_VERSION)
+        return self.aliases.get(name, name)
+
+    def entry(self, name: str) -> Entry:
+        """The entry of a stored tensor, an alias resolved."""
+        return self.entries[self.aliases.get(name, name)]
+
+    def tensor(self, name: str) -> Tensor:
+        """Read one stored tensor (an alias resolved) into a new CPU tensor."""
+        if self._handle is None:
+            try:
+                self._handle = safe_open(self.path, framework="pt", device="cpu")
+            except OSError as error:
+                raise unreadable(self.path, error) from error
+            except Exception as error:  # safetensors' own refusal of the header
+                raise damaged(self.path, f"safetensors cannot read it ({error})") from error
+        tensor: Tensor = self._handle.get_tensor(self.aliases.get(name, name))
+        return tensor
+
+    def close(self) -> None:
+        """Let go of the file."""
+        self._handle = None
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Checkpoint:
+    """Open and check the checkpoint at `path` (without reading its tensors).
+
+    Args:
+        path: a file written by `fl.save_checkpoint`, or a plain safetensors file.
+        verify: check the checksum over the whole file (``False``: the header only).
+
+    Raises:
+        CheckpointError: the file is missing, foreign, truncated or damaged.
+    """
+    where = str(path)
+    header = read_header(path)
+    if not header.flowdl:
+        if any(key.startswith("flowdl.") for key in header.metadata):
+            raise damaged(where, "its flowdl metadata has no 'format' field")
+        return Checkpoint(where, 0, _plain_document(header), header.entries, {})
+    version = check_version(header.metadata, where)
+    text = header.metadata.get("flowdl.checkpoint")
+    if not isinstance(text, str):
+        raise damaged(where, "its flowdl metadata has no document")
+    document = parse_json(text, where, "its flowdl metadata")
+    names = set(header.entries)
+    aliases = document.get("aliases", {}) if isinstance(document, dict) else {}
+    if isinstance(aliases, dict):
+        names.update(str(alias) for alias in aliases)
+    document = check_document(document, names, where)
+    for key in document["model"]["tensors"]:
+        if layout.model_name(key, version) not in names:
+            raise damaged(where, f"the tensor of {key!r} is missing from its data")
+    if verify:
+        _verify(path, header, version)
+    return Checkpoint(where, version, document, header.entries, dict(document.get("aliases", {})))
+
+
+def _plain_document(header: Header) -> dict[str, Any]:
+    return {
+        "structural_hash": None,
+        "model_type": "plain safetensors file",
+        "epoch": None,
+        "extra": {},
+        "model": {"tensors": list(header.entries), "objects": {}},
+        "optimizer": None,
+        "scheduler": None,
+    }
+
+
+def _verify(path: str | os.PathLike[str], header: Header, version: int) -> None:
+    """The checksum over the file (header with the digest zeroed, then the data) matches."""
+    where = str(path)
+    recorded = header.metadata.get("flowdl.checksum")
+    length = layout.digest_length(version)
+    if not (isinstance(recorded, str) and len(recorded) == length and _is_hex(recorded)):
+        raise damaged(where, f"its checksum is unreadable ({str(recorded)[:80]!r})")
+    needle = f'"flowdl.checksum":"{recorded}"'.encode()
+    if header.raw.count(needle) != 1:
+        raise damaged(where, "its checksum is not where fl.save_checkpoint puts it")
+    zeroed = needle[: -length - 1] + layout.placeholder(version).encode() + b'"'
+    hasher = layout.new_hasher(version)
+    hasher.update(header.raw.replace(needle, zeroed))
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    try:
+        with open(path, "rb") as file:
+            file.seek(len(header.raw))
+            while True:
+                count = file.readinto(buffer)
+                if not count:
+                    break
+                hasher.update(view[:count])
+    except OSError as error:
+        raise unreadable(where, error) from error
+    actual = hasher.hexdigest()
+    if actual != recorded:
+        name = "SHA-256" if version == 1 else "XXH3-128"
+        raise damaged(
+            where,
+            "its content does not match its checksum: bytes changed after it was written",
+            expected=f"{name} {recorded}",
+            received=f"{name} {actual}",
+        )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
