@@ -339,7 +339,18 @@ def _apply(
             del state
         batch: dict[str, Any] = {}
         size = 0
+        direct = _direct_targets(model)
         for key, name in plan.values.items():
+            target = direct.get(key)
+            entry = checkpoint.entry(name)
+            if (
+                target is not None
+                and target.device.type == "cpu"
+                and target.dtype == DTYPES[entry.dtype]
+                and target.is_contiguous()
+            ):
+                checkpoint.read_into(name, target)
+                continue
             tensor = checkpoint.tensor(name)
             batch[key] = tensor
             size += tensor.numel() * tensor.element_size()
@@ -352,6 +363,33 @@ def _apply(
             with contextlib.suppress(Exception):  # the original failure is the one to see
                 target.load_state_dict(saved)
         raise
+
+
+def _direct_targets(model: nn.Module) -> dict[str, Tensor]:
+    """The model's tensors that a load may fill by reading straight into them.
+
+    Those of modules that load as `nn.Module` does (``param.copy_(value)``: no
+    ``_load_from_state_dict`` of their own), in a model without state-dict or
+    load-state-dict hooks; reading into them is what ``load_state_dict`` would do,
+    without a second copy of the tensor in memory. Every other tensor goes through
+    ``load_state_dict``.
+    """
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for module in modules.values():
+        if (
+            module._load_state_dict_pre_hooks
+            or module._load_state_dict_post_hooks
+            or module._state_dict_hooks
+            or module._state_dict_pre_hooks
+        ):
+            return {}
+    out: dict[str, Tensor] = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        owner = modules.get(key.rpartition(".")[0])
+        plain = type(owner)._load_from_state_dict is nn.Module._load_from_state_dict
+        if owner is not None and plain and isinstance(value, Tensor):
+            out[key] = value
+    return out
 
 
 def _restore(target: Any, state: dict[str, Any], role: str, where: str) -> None:

@@ -3,18 +3,20 @@
 `open_checkpoint` reads and checks the header (`flowdl._checkpoint.container`), the
 document (`flowdl._checkpoint.schema`) and the checksum, which it computes over the
 file in fixed-size chunks, so memory does not grow with the file. The tensors are then
-read one at a time with safetensors' `safe_open`, each when it is needed. A plain
+read one at a time, each when it is needed, straight into its own new tensor (the
+safetensors layout: raw little-endian bytes at the offsets the header gives). A plain
 safetensors file of weights (no flowdl metadata) opens too, as weights only.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
-from safetensors import safe_open
+import torch
 from torch import Tensor
 
 from flowdl._checkpoint import layout
@@ -25,12 +27,13 @@ from flowdl._checkpoint.container import (
     damaged,
     parse_json,
     read_header,
+    truncated,
     unreadable,
 )
 from flowdl._checkpoint.schema import check_document
 
-CHUNK = 8 << 20
-"""Bytes read at a time when checking the checksum."""
+CHUNK = 16 << 20
+"""Bytes of the file mapped at a time when checking the checksum."""
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Checkpoint:
     document: dict[str, Any]
     entries: dict[str, Entry]
     aliases: dict[str, str]
+    _data_start: int
     _handle: Any = field(default=None, repr=False)
 
     @property
@@ -67,20 +71,44 @@ class Checkpoint:
         return self.entries[self.aliases.get(name, name)]
 
     def tensor(self, name: str) -> Tensor:
-        """Read one stored tensor (an alias resolved) into a new CPU tensor."""
-        if self._handle is None:
-            try:
-                self._handle = safe_open(self.path, framework="pt", device="cpu")
-            except OSError as error:
-                raise unreadable(self.path, error) from error
-            except Exception as error:  # safetensors' own refusal of the header
-                raise damaged(self.path, f"safetensors cannot read it ({error})") from error
-        tensor: Tensor = self._handle.get_tensor(self.aliases.get(name, name))
+        """Read one stored tensor (an alias resolved) into a new CPU tensor.
+
+        The bytes are read with plain reads straight into the new tensor's memory (no
+        memory map, no intermediate buffer): memory grows by this tensor alone.
+        """
+        entry = self.entry(name)
+        tensor = torch.empty(entry.shape, dtype=layout.DTYPES[entry.dtype])
+        self.read_into(name, tensor)
         return tensor
+
+    def read_into(self, name: str, tensor: Tensor) -> None:
+        """Read one stored tensor straight into `tensor`'s memory.
+
+        `tensor` must be a contiguous CPU tensor of the stored dtype and shape.
+        """
+        entry = self.entry(name)
+        if entry.end == entry.begin:
+            return
+        array: Any = tensor.detach().reshape(-1).view(torch.uint8).numpy()
+        view = memoryview(array)
+        try:
+            if self._handle is None:
+                self._handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+            self._handle.seek(self._data_start + entry.begin)
+            done = 0
+            while done < len(view):
+                count = self._handle.readinto(view[done:])
+                if not count:
+                    raise truncated(self.path, f"the data of {name!r} ends early")
+                done += count
+        except OSError as error:
+            raise unreadable(self.path, error) from error
 
     def close(self) -> None:
         """Let go of the file."""
-        self._handle = None
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -109,7 +137,7 @@ def open_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
     if not header.flowdl:
         if any(key.startswith("flowdl.") for key in header.metadata):
             raise damaged(where, "its flowdl metadata has no 'format' field")
-        return Checkpoint(where, 0, _plain_document(header), header.entries, {})
+        return Checkpoint(where, 0, _plain_document(header), header.entries, {}, len(header.raw))
     version = check_version(header.metadata, where)
     text = header.metadata.get("flowdl.checkpoint")
     if not isinstance(text, str):
@@ -125,7 +153,8 @@ def open_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
             raise damaged(where, f"the tensor of {key!r} is missing from its data")
     if verify:
         _verify(path, header, version)
-    return Checkpoint(where, version, document, header.entries, dict(document.get("aliases", {})))
+    aliases = dict(document.get("aliases", {}))
+    return Checkpoint(where, version, document, header.entries, aliases, len(header.raw))
 
 
 def _plain_document(header: Header) -> dict[str, Any]:
@@ -153,16 +182,9 @@ def _verify(path: str | os.PathLike[str], header: Header, version: int) -> None:
     zeroed = needle[: -length - 1] + layout.placeholder(version).encode() + b'"'
     hasher = layout.new_hasher(version)
     hasher.update(header.raw.replace(needle, zeroed))
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
     try:
         with open(path, "rb") as file:
-            file.seek(len(header.raw))
-            while True:
-                count = file.readinto(buffer)
-                if not count:
-                    break
-                hasher.update(view[:count])
+            _hash_data(file, len(header.raw), header.size, hasher)
     except OSError as error:
         raise unreadable(where, error) from error
     actual = hasher.hexdigest()
@@ -174,6 +196,34 @@ def _verify(path: str | os.PathLike[str], header: Header, version: int) -> None:
             expected=f"{name} {recorded}",
             received=f"{name} {actual}",
         )
+
+
+def _hash_data(file: BinaryIO, start: int, size: int, hasher: layout.Hasher) -> None:
+    """Hash the file from `start` to `size`, a window at a time.
+
+    Each window is mapped read-only and unmapped after it is hashed: the file's pages
+    are hashed where they lie in the page cache, never copied, and at most one
+    window of them is mapped at once. Where mapping fails, chunks are read instead.
+    """
+    position = start - start % mmap.ALLOCATIONGRANULARITY
+    while position < size:
+        length = min(CHUNK, size - position)
+        try:
+            window = mmap.mmap(file.fileno(), length, offset=position, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            break
+        with window:
+            view = memoryview(window)
+            hasher.update(view[max(0, start - position) :])
+            view.release()
+        position += length
+    else:
+        return
+    file.seek(max(start, position))
+    buffer = bytearray(1 << 20)
+    chunk = memoryview(buffer)
+    while count := file.readinto(buffer):
+        hasher.update(chunk[:count])
 
 
 def _is_hex(text: str) -> bool:
