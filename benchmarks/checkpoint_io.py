@@ -174,7 +174,9 @@ def child(arm: str, args: argparse.Namespace) -> dict[str, float]:
 
 def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", arm, "--mb", str(args.mb),
-               "--layers", str(args.layers), "--dir", args.dir] + (["--adam"] if args.adam else [])  # fmt: skip
+               "--layers", str(args.layers), "--dir", args.dir]  # fmt: skip
+    if args.adam:
+        command.append("--adam")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{arm} failed:\n{done.stderr}")

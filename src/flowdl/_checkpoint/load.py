@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -13,16 +11,19 @@ from torch.optim import Optimizer
 
 from flowdl._checkpoint import optimizer as optimizer_state
 from flowdl._checkpoint import scheduler as scheduler_state
+from flowdl._checkpoint.container import damaged
 from flowdl._checkpoint.encoding import decode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.layout import DTYPES
 from flowdl._checkpoint.reader import Checkpoint, open_checkpoint
 from flowdl._checkpoint.report import LoadReport, Mismatch
+from flowdl._checkpoint.restore import Plan, Tensors, apply
+from flowdl._checkpoint.save import Resumable
+from flowdl._executor.core import GraphCore
+from flowdl._observe.history import check_history
 
 _LISTED = 6
-_BATCH = 32 << 20
-"""Bytes of model tensors read before they are handed to ``load_state_dict`` together."""
 
 
 def load_checkpoint(
@@ -31,8 +32,20 @@ def load_checkpoint(
     optimizer: Optimizer | None = None,
     scheduler: scheduler_state.Stateful | None = None,
     strict: bool = True,
+    *,
+    monitor: Resumable | None = None,
 ) -> LoadReport:
     """Load a checkpoint written by `save_checkpoint` into a model (and optimizer, scheduler).
+
+    `path` may also be a plain safetensors file of weights (no flowdl metadata, as
+    on the Hugging Face hub): its tensors load into a model whose ``state_dict`` has
+    the same names, and the report lists what is missing or unexpected.
+
+    A checkpoint of an `fl.Graph` also restores what the graph observed (every
+    flushed metric and timing history of its tree, and its clock), so ``g.trend``
+    answers as it did when the checkpoint was saved; ``monitor=`` restores a
+    monitor's history. The checksum is checked over the whole file first, then the
+    tensors are read one at a time: memory grows by about one tensor, not the file.
 
     Everything is checked before anything is changed: the file (a flowdl checkpoint,
     complete, its checksum intact), the model's structural hash and tensors, the
@@ -62,9 +75,13 @@ def load_checkpoint(
             saved one; its state is restored.
         scheduler: a scheduler of the saved type; its state is restored.
         strict: ``True``: the structural hash and every tensor must match, or
-            nothing loads. ``False``: load the tensors whose name and shape match,
-            leave the others as they are, and list them in the report (the
+            nothing loads (a plain safetensors file has no structural hash: its
+            tensor names, shapes and kinds of dtype must match the model's).
+            ``False``: load the tensors whose name and shape match, leave the
+            others as they are, and list them in the report (the
             optimizer, if given, must still fit the loaded parameters).
+        monitor: a new `fl.Monitor` (before its first ``log``) to restore the
+            history saved with ``fl.save_checkpoint(..., monitor=...)`` into.
 
     Returns:
         a `LoadReport`: what was loaded, missing, unexpected and mismatched, and the
@@ -91,7 +108,8 @@ def load_checkpoint(
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_checkpoint() takes an nn.Module, received {type(model).__name__}")
     target = unwrap(model)
-    return load_into(path, target, optimizer, scheduler, strict, f"this {type(target).__name__}")
+    described = f"this {type(target).__name__}"
+    return load_into(path, target, optimizer, scheduler, strict, described, monitor)
 
 
 def load_into(
@@ -101,12 +119,14 @@ def load_into(
     scheduler: scheduler_state.Stateful | None,
     strict: bool,
     described: str,
+    monitor: Resumable | None = None,
 ) -> LoadReport:
     """`load_checkpoint` into an unwrapped `model`, which messages call `described`."""
     where = str(path)
     with open_checkpoint(path) as checkpoint:
         try:
             plan = _plan(checkpoint, where, model, optimizer, scheduler, strict, described)
+            _plan_resume(plan, checkpoint, where, model, monitor)
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, CheckpointError):
                 raise
@@ -117,42 +137,44 @@ def load_into(
                 f"{checkpoint.document.get('flowdl_version', '?')})",
                 fix="use a checkpoint written by fl.save_checkpoint",
             ) from error
-        _apply(checkpoint, model, plan, optimizer, scheduler)
+        apply(checkpoint, model, plan, optimizer, scheduler)
         return plan.report
 
 
-class _Plan:
-    """What a load will do, decided before anything changes."""
-
-    def __init__(
-        self,
-        report: LoadReport,
-        values: dict[str, str],
-        objects: dict[str, Any],
-        optimizer_state: Any,
-        scheduler_state: dict[str, Any] | None,
-    ) -> None:
-        self.report = report
-        self.values = values
-        self.objects = objects
-        self.optimizer_state = optimizer_state
-        self.scheduler_state = scheduler_state
-
-
-class _Tensors(Mapping[str, Tensor]):
-    """The checkpoint's tensors by stored name, each read from the file when asked for."""
-
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        self._checkpoint = checkpoint
-
-    def __getitem__(self, name: str) -> Tensor:
-        return self._checkpoint.tensor(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._checkpoint.entries)
-
-    def __len__(self) -> int:
-        return len(self._checkpoint.entries)
+def _plan_resume(
+    plan: Plan, checkpoint: Checkpoint, where: str, model: nn.Module, monitor: Resumable | None
+) -> None:
+    """Check the observation history and the monitor's history; plan their restore."""
+    saved = checkpoint.document.get("observation")
+    if saved is not None and isinstance(model, GraphCore):
+        try:
+            plan.observation = check_history(decode(saved, {}), model)
+        except ValueError as error:
+            raise damaged(where, f"its observation history is malformed: {error}") from None
+    if monitor is None:
+        return
+    if not callable(getattr(monitor, "_restore_checkpoint_state", None)):
+        raise TypeError(f"load_checkpoint(monitor=...) takes an fl.Monitor, received "
+                        f"{type(monitor).__name__}")  # fmt: skip
+    state = checkpoint.document.get("monitor")
+    if state is None:
+        raise CheckpointError(
+            "the checkpoint has no monitor history",
+            path=where,
+            expected="a checkpoint saved with fl.save_checkpoint(..., monitor=monitor)",
+            received="a checkpoint saved without monitor=...",
+            fix="load without monitor=..., or save with monitor=...",
+        )
+    try:
+        plan.monitor = monitor._restore_checkpoint_state(decode(state, {}))
+    except ValueError as error:
+        raise CheckpointError(
+            "the checkpoint's monitor history does not fit this monitor",
+            path=where,
+            received=str(error),
+            fix="pass a new fl.Monitor created for the same run (total_epochs), before its "
+            "first log()",
+        ) from None
 
 
 def _plan(
@@ -163,7 +185,7 @@ def _plan(
     scheduler: scheduler_state.Stateful | None,
     strict: bool,
     described: str,
-) -> _Plan:
+) -> Plan:
     document = checkpoint.document
     if checkpoint.plain and (optimizer is not None or scheduler is not None):
         role = "optimizer" if optimizer is not None else "scheduler"
@@ -208,7 +230,7 @@ def _plan(
     scheduler_dict = None
     if scheduler is not None:
         scheduler_dict = scheduler_state.prepare(
-            scheduler, document["scheduler"], _Tensors(checkpoint), where
+            scheduler, document["scheduler"], Tensors(checkpoint), where
         )
     extra = decode(document["extra"], {})
     report = LoadReport(
@@ -220,7 +242,7 @@ def _plan(
         epoch=document["epoch"],
         extra=extra,
     )
-    return _Plan(report, values, objects, optimizer_dict, scheduler_dict)
+    return Plan(report, values, objects, optimizer_dict, scheduler_dict)
 
 
 def _match(
@@ -239,7 +261,7 @@ def _match(
     for key, current in state.items():
         if not isinstance(current, Tensor):
             if key in saved_objects:
-                objects[key] = decode(saved_objects[key], _Tensors(checkpoint))
+                objects[key] = decode(saved_objects[key], Tensors(checkpoint))
                 loaded.append(key)
             else:
                 missing.append(key)
@@ -312,95 +334,3 @@ def _check_ties(
                     received="two different tensors, saved from a model where they were not tied",
                     fix="load into a model built without the tie, or tie the weights after loading",
                 )
-
-
-def _apply(
-    checkpoint: Checkpoint,
-    model: nn.Module,
-    plan: _Plan,
-    optimizer: Optimizer | None,
-    scheduler: scheduler_state.Stateful | None,
-) -> None:
-    """Restore, after every check passed; on an unforeseen failure, undo what can be undone.
-
-    The scheduler first, then the optimizer (its state tensors read as they are
-    decoded), then the model's tensors, read a few at a time and handed to
-    ``load_state_dict``, so memory holds at most a batch of them at once.
-    """
-    undo: list[tuple[Any, dict[str, Any]]] = []
-    try:
-        if scheduler is not None and plan.scheduler_state is not None:
-            undo.append((scheduler, scheduler.state_dict()))
-            _restore(scheduler, plan.scheduler_state, "scheduler", checkpoint.path)
-        if optimizer is not None and plan.optimizer_state is not None:
-            state = decode(plan.optimizer_state, _Tensors(checkpoint))
-            undo.append((optimizer, optimizer.state_dict()))
-            _restore(optimizer, state, "optimizer", checkpoint.path)
-            del state
-        batch: dict[str, Any] = {}
-        size = 0
-        direct = _direct_targets(model)
-        for key, name in plan.values.items():
-            target = direct.get(key)
-            entry = checkpoint.entry(name)
-            if (
-                target is not None
-                and target.device.type == "cpu"
-                and target.dtype == DTYPES[entry.dtype]
-                and target.is_contiguous()
-            ):
-                checkpoint.read_into(name, target)
-                continue
-            tensor = checkpoint.tensor(name)
-            batch[key] = tensor
-            size += tensor.numel() * tensor.element_size()
-            if size >= _BATCH:
-                model.load_state_dict(batch, strict=False)
-                batch, size = {}, 0
-        model.load_state_dict({**batch, **plan.objects}, strict=False)
-    except BaseException:
-        for target, saved in reversed(undo):
-            with contextlib.suppress(Exception):  # the original failure is the one to see
-                target.load_state_dict(saved)
-        raise
-
-
-def _direct_targets(model: nn.Module) -> dict[str, Tensor]:
-    """The model's tensors that a load may fill by reading straight into them.
-
-    Those of modules that load as `nn.Module` does (``param.copy_(value)``: no
-    ``_load_from_state_dict`` of their own), in a model without state-dict or
-    load-state-dict hooks; reading into them is what ``load_state_dict`` would do,
-    without a second copy of the tensor in memory. Every other tensor goes through
-    ``load_state_dict``.
-    """
-    modules = dict(model.named_modules(remove_duplicate=False))
-    for module in modules.values():
-        if (
-            module._load_state_dict_pre_hooks
-            or module._load_state_dict_post_hooks
-            or module._state_dict_hooks
-            or module._state_dict_pre_hooks
-        ):
-            return {}
-    out: dict[str, Tensor] = {}
-    for key, value in model.state_dict(keep_vars=True).items():
-        owner = modules.get(key.rpartition(".")[0])
-        plain = type(owner)._load_from_state_dict is nn.Module._load_from_state_dict
-        if owner is not None and plain and isinstance(value, Tensor):
-            out[key] = value
-    return out
-
-
-def _restore(target: Any, state: dict[str, Any], role: str, where: str) -> None:
-    """``target.load_state_dict(state)``; a refusal of the saved state is a CheckpointError."""
-    try:
-        target.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as error:
-        raise CheckpointError(
-            f"the checkpoint's {role} state does not load into this {type(target).__name__}",
-            path=where,
-            received=f"{type(error).__name__}: {error}",
-            fix=f"use a checkpoint written by fl.save_checkpoint with this {role}, or load "
-            f"without {role}=...",
-        ) from error

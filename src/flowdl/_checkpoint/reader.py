@@ -14,7 +14,7 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -198,7 +198,7 @@ def _verify(path: str | os.PathLike[str], header: Header, version: int) -> None:
         )
 
 
-def _hash_data(file: BinaryIO, start: int, size: int, hasher: layout.Hasher) -> None:
+def _hash_data(file: Any, start: int, size: int, hasher: layout.Hasher) -> None:
     """Hash the file from `start` to `size`, a window at a time.
 
     Each window is mapped read-only and unmapped after it is hashed: the file's pages

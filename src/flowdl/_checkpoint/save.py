@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,17 @@ from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.layout import FORMAT_VERSION, NAMESPACE, other_prefix
 from flowdl._checkpoint.writer import write_checkpoint
+from flowdl._executor.core import GraphCore
+from flowdl._observe.history import export_history
 from flowdl._version import __version__
+
+
+class Resumable(Protocol):
+    """What ``monitor=`` takes: an `fl.Monitor` (its history goes into the checkpoint)."""
+
+    def _checkpoint_state(self) -> dict[str, Any]: ...
+
+    def _restore_checkpoint_state(self, state: object) -> Callable[[], None]: ...
 
 
 def save_checkpoint(
@@ -25,6 +36,8 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: Optimizer | None = None,
     scheduler: scheduler_state.Stateful | None = None,
+    *,
+    monitor: Resumable | None = None,
     **extra: Any,
 ) -> None:
     """Save a model (and optionally its optimizer and scheduler) to one file, atomically.
@@ -35,8 +48,22 @@ def save_checkpoint(
     and torch versions, the model's structural hash (`fl.structural_hash`), the
     epoch, the optimizer's and scheduler's hyperparameters and counters, and the
     extras. Tied weights (one tensor under several names) are stored once and load
-    back tied. The write goes to a temporary file in the same directory, fsynced and
-    renamed over `path`: a crash never leaves a broken file where a good one was.
+    back tied. The model's tensors are stored under their ``state_dict`` names, so
+    ``safetensors.torch.load_file(path)`` gives them to plain PyTorch as they are (the
+    optimizer's and scheduler's tensors are under ``__flowdl__/``). The write streams
+    one tensor at a time: memory grows by at most one tensor (a copy only for a tensor
+    that is not a contiguous CPU tensor).
+
+    For a resumed run that goes on exactly as the stopped one, the file also holds
+    what flowdl observed: for an `fl.Graph`, the flushed history of every metric and
+    timing of every graph in its tree and its clock (epochs ended, their durations,
+    the time elapsed), so that ``g.trend(...)`` answers after a load as it did
+    before the save; and, with ``monitor=``, the monitor's logged epochs.
+
+    The write goes to a temporary file in the same directory
+    (``.<name>.flowdl-partial-<pid>-<random>``), fsynced and renamed over `path`: a
+    crash never leaves a broken file where a good one was, and the next save of the
+    same checkpoint removes the partial files that crashed saves left behind.
 
     A model wrapped in `DistributedDataParallel` (or `DataParallel`, or
     `torch.compile`) is saved as the module it wraps, without the ``module.``
@@ -49,6 +76,9 @@ def save_checkpoint(
         model: any `nn.Module`, an `fl.Graph` or not.
         optimizer: a `torch.optim.Optimizer` whose state to save.
         scheduler: a learning-rate scheduler (anything with ``state_dict()``).
+        monitor: an `fl.Monitor` whose history to keep; ``fl.load_checkpoint(...,
+            monitor=...)`` restores it into a new monitor. (Any other value is kept as
+            an extra named ``monitor``, as before this keyword existed.)
         **extra: data to keep with the checkpoint, returned by `load_checkpoint` as
             ``report.extra``: numbers, strings, ``None``, and lists, tuples and dicts
             of those. ``epoch=`` (an integer) is also recorded as the epoch.
@@ -89,8 +119,18 @@ def save_checkpoint(
             received=f"epoch={epoch!r} ({type(epoch).__name__})",
             fix="pass the epoch number as an int; other values can go in another extra",
         )
+    if monitor is not None and not callable(getattr(monitor, "_checkpoint_state", None)):
+        extra = {"monitor": monitor, **extra}  # an extra named "monitor", as it used to be
+        monitor = None
     try:
         tensors, document = _capture(model, optimizer, scheduler, epoch, extra)
+        target = unwrap(model)
+        if isinstance(target, GraphCore):
+            history = export_history(target)
+            document["observation"] = encode(history, "the observation history", None)
+        if monitor is not None:
+            state = monitor._checkpoint_state()
+            document["monitor"] = encode(state, "the monitor's history", None)
     except CheckpointError as error:  # name the file in what the encoder found
         raise CheckpointError(
             error.problem, path=str(path), expected=error.expected,
