@@ -136,7 +136,8 @@ def child(arm: str, args: argparse.Namespace) -> dict[str, float]:
 
     import flowdl as fl
 
-    torch.set_num_threads(1)
+    if not args.same_process:
+        torch.set_num_threads(1)
     saving = arm.startswith("save")
     model, optimizer = build(args.mb, args.layers, args.adam, seed=0 if saving else 1)
     flowdl_file = Path(args.dir) / "flowdl.safetensors"
@@ -173,6 +174,8 @@ def child(arm: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    if args.same_process:  # for the toy-size test: no fresh process, figures not comparable
+        return child(arm, args)
     command = [sys.executable, __file__, "--child", arm, "--mb", str(args.mb),
                "--layers", str(args.layers), "--dir", args.dir]  # fmt: skip
     if args.adam:
@@ -184,15 +187,18 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=1024.0, help="MiB of model weights")
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--adam", action="store_true", help="save and load Adam's state too")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
+    parser.add_argument("--same-process", action="store_true",
+                        help="run every arm in this process (a quick check of the code; the "
+                        "memory figures then mean nothing)")  # fmt: skip
     parser.add_argument("--child", choices=ARMS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args)))
         return
