@@ -2,7 +2,7 @@
 
 The model is ``--layers`` square ``Linear(width, width)`` layers sized so that its
 weights take ``--mb`` MiB of float32 (1024: a 1 GiB model), with Adam's state after one
-step when ``--adam`` is given (the file is then about three times the model). Four
+step when ``--adam`` is given (the file is then about three times the model). Five
 arms, each measured in a fresh subprocess so that one arm's memory never shows in
 another's:
 
@@ -13,8 +13,13 @@ another's:
   built model and a fresh Adam;
 - ``load safetensors``: ``safetensors.torch.load_file`` then ``model.load_state_dict``
   (and ``optimizer.load_state_dict`` of the state rebuilt from the loaded tensors).
+  ``load_file`` maps the file: a tensor it returns is read from the file when it is
+  first used, so this arm does not read what ``load_state_dict`` does not copy (Adam's
+  moments, which the optimizer keeps as they are);
+- ``load safetensors+read``: the same, then one byte of every page of every loaded
+  tensor touched, which reads them in as the first optimizer step would.
 
-Each round runs the four arms (the save arms' order alternating between rounds), the
+Each round runs the five arms (the save arms' order alternating between rounds), the
 load arms reading the files the save arms of the same round wrote (so both are in the
 page cache). Time is the operation's wall time. Extra memory is the process's peak
 resident set during the operation above the larger of the resident set before and
@@ -43,7 +48,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ARMS = ("save flowdl", "save safetensors", "load flowdl", "load safetensors")
+ARMS = (
+    "save flowdl",
+    "save safetensors",
+    "load flowdl",
+    "load safetensors",
+    "load safetensors+read",
+)
 
 
 def build(mb: float, layers: int, adam: bool, seed: int) -> tuple[Any, Any]:
@@ -161,6 +172,10 @@ def child(arm: str, args: argparse.Namespace) -> dict[str, float]:
             model.load_state_dict({k: v for k, v in tensors.items() if "optimizer." not in k})
             if optimizer is not None:
                 optimizer.load_state_dict(rebuilt_optimizer_state(tensors, optimizer))
+            if arm.endswith("+read"):
+                for tensor in tensors.values():
+                    if tensor.numel():
+                        tensor.reshape(-1).view(torch.uint8)[::4096].sum()
 
     before = rss()
     start = time.perf_counter()
@@ -209,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
         for round_ in range(args.rounds):
             saves = ARMS[:2] if round_ % 2 == 0 else ARMS[1::-1]
-            loads = ARMS[2:] if round_ % 2 == 0 else ARMS[:1:-1]
+            loads = ARMS[2:] if round_ % 2 == 0 else ARMS[:1:-1]  # the load arms, both ways
             for arm in (*saves, *loads):
                 results[arm].append(run_arm(arm, args))
     mib = 2**20
@@ -227,16 +242,18 @@ def main(argv: list[str] | None = None) -> None:
         m = Summary.of([r["extra"] / mib for r in results[arm]])
         print(f"| {arm} | {t.median:.3f} ± {t.spread:.3f} | {m.median:.0f} ± {m.spread:.0f} |")
     print()
-    print("| flowdl ÷ safetensors | time ratio (paired, median ± MAD) | extra memory ratio |")
+    print("| ratio | time (paired, median ± MAD) | extra memory |")
     print("|---|---|---|")
-    for what in ("save", "load"):
-        ours, theirs = results[f"{what} flowdl"], results[f"{what} safetensors"]
+    pairs = (("save flowdl", "save safetensors"), ("load flowdl", "load safetensors"),
+             ("load flowdl", "load safetensors+read"))  # fmt: skip
+    for mine_arm, their_arm in pairs:
+        ours, theirs = results[mine_arm], results[their_arm]
         t = paired_ratio([r["seconds"] for r in ours], [r["seconds"] for r in theirs])
         mine = Summary.of([r["extra"] / mib for r in ours]).median
         base = Summary.of([r["extra"] / mib for r in theirs]).median
         ratio = f"{mine / base:.2f}" if base > 0 else "n/a"
-        print(f"| {what} | {t.median:.2f} ± {t.spread:.2f} | {mine:.0f} MiB ÷ {base:.0f} MiB "
-              f"= {ratio} |")  # fmt: skip
+        print(f"| {mine_arm} ÷ {their_arm} | {t.median:.2f} ± {t.spread:.2f} | "
+              f"{mine:.0f} MiB ÷ {base:.0f} MiB = {ratio} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ def test_the_checkpoint_benchmark_runs_at_a_toy_size(
     finally:
         del sys.modules["checkpoint_io"]
     out = capsys.readouterr().out
-    for arm in ("save flowdl", "save safetensors", "load flowdl", "load safetensors"):
+    for arm in ("save flowdl", "save safetensors", "load flowdl", "load safetensors+read"):
         assert f"| {arm} |" in out, out
-    assert "| save | " in out
-    assert "| load | " in out
+    assert "| save flowdl ÷ save safetensors |" in out
+    assert "| load flowdl ÷ load safetensors+read |" in out
     assert "+ Adam state" in out
     assert list(tmp_path.iterdir()) == []  # its files are removed

@@ -135,7 +135,7 @@ TYPED = {("flowdl_version",): str, ("torch_version",): str, ("structural_hash",)
          ("optimizer", "parameters"): list}  # fmt: skip
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.data())
 def test_any_edited_document_field_is_refused_or_harmless(data: st.DataObject) -> None:
     header, document, tensors = split(good_bytes())
@@ -152,7 +152,7 @@ def test_any_edited_document_field_is_refused_or_harmless(data: st.DataObject) -
         assert refused, f"epoch = {new!r} was not refused"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.data())
 def test_any_edited_header_entry_is_refused(data: st.DataObject) -> None:
     header, document, tensors = split(good_bytes())
