@@ -54,7 +54,9 @@ class Checkpoint:
     entries: dict[str, Entry]
     aliases: dict[str, str]
     _data_start: int
+    _size: int
     _handle: Any = field(default=None, repr=False)
+    _map: Any = field(default=None, repr=False)
 
     @property
     def plain(self) -> bool:
@@ -80,6 +82,24 @@ class Checkpoint:
         tensor = torch.empty(entry.shape, dtype=layout.DTYPES[entry.dtype])
         self.read_into(name, tensor)
         return tensor
+
+    def mapped(self, name: str) -> Tensor:
+        """One stored tensor as a private, copy-on-write map of the file (POSIX).
+
+        No byte is read until the tensor is used (as safetensors' ``load_file`` does),
+        and writing to it never changes the file. Where the platform or the tensor's
+        alignment does not allow a map, it is read as `tensor` reads it.
+        """
+        entry = self.entry(name)
+        dtype = layout.DTYPES[entry.dtype]
+        offset = self._data_start + entry.begin
+        if os.name != "posix" or offset % dtype.itemsize or entry.end == entry.begin:
+            return self.tensor(name)
+        if self._map is None:
+            self._map = torch.UntypedStorage.from_file(self.path, shared=False, nbytes=self._size)
+        view = torch.empty(0, dtype=dtype)
+        view.set_(self._map, offset // dtype.itemsize, entry.shape)  # type: ignore[call-overload]
+        return view
 
     def read_into(self, name: str, tensor: Tensor) -> None:
         """Read one stored tensor straight into `tensor`'s memory.
@@ -137,7 +157,8 @@ def open_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
     if not header.flowdl:
         if any(key.startswith("flowdl.") for key in header.metadata):
             raise damaged(where, "its flowdl metadata has no 'format' field")
-        return Checkpoint(where, 0, _plain_document(header), header.entries, {}, len(header.raw))
+        document = _plain_document(header)
+        return Checkpoint(where, 0, document, header.entries, {}, len(header.raw), header.size)
     version = check_version(header.metadata, where)
     text = header.metadata.get("flowdl.checkpoint")
     if not isinstance(text, str):
@@ -154,7 +175,9 @@ def open_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
     if verify:
         _verify(path, header, version)
     aliases = dict(document.get("aliases", {}))
-    return Checkpoint(where, version, document, header.entries, aliases, len(header.raw))
+    return Checkpoint(
+        where, version, document, header.entries, aliases, len(header.raw), header.size
+    )
 
 
 def _plain_document(header: Header) -> dict[str, Any]:

@@ -49,12 +49,16 @@ class Plan:
 
 
 class Tensors(Mapping[str, Tensor]):
-    """The checkpoint's tensors by stored name, each read from the file when asked for."""
+    """The checkpoint's tensors by stored name, each read from the file when asked for
+    (or, with ``mapped=True``, mapped from it: see `Checkpoint.mapped`)."""
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, mapped: bool = False) -> None:
         self._checkpoint = checkpoint
+        self._mapped = mapped
 
     def __getitem__(self, name: str) -> Tensor:
+        if self._mapped:
+            return self._checkpoint.mapped(name)
         return self._checkpoint.tensor(name)
 
     def __iter__(self) -> Iterator[str]:
@@ -83,7 +87,7 @@ def apply(
             undo.append((scheduler, scheduler.state_dict()))
             _restore(scheduler, plan.scheduler_state, "scheduler", checkpoint.path)
         if optimizer is not None and plan.optimizer_state is not None:
-            state = decode(plan.optimizer_state, Tensors(checkpoint))
+            state = decode(plan.optimizer_state, Tensors(checkpoint, mapped=True))
             undo.append((optimizer, optimizer.state_dict()))
             _restore(optimizer, state, "optimizer", checkpoint.path)
             del state

@@ -33,6 +33,9 @@ def write_checkpoint(
         OSError: the file could not be written; an existing file is left as it was.
     """
     stored, aliases = _deduplicate(tensors)
+    # Wider elements first, as safetensors does: every tensor then starts at a multiple
+    # of its element size (the data starts at a multiple of 8), so it can be mapped.
+    stored = dict(sorted(stored.items(), key=lambda item: -item[1].element_size()))
     entries: dict[str, Any] = {}
     offset = 0
     for name, tensor in stored.items():
