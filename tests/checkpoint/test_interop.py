@@ -117,3 +117,24 @@ def test_a_model_key_in_flowdls_namespace_is_refused_at_save(tmp_path: Path) -> 
     with pytest.raises(fl.CheckpointError, match="starts with '__flowdl__/'"):
         fl.save_checkpoint(tmp_path / "x.safetensors", model)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_optimizer_state_mapped_from_the_file_never_writes_to_it(tmp_path: Path) -> None:
+    model, optimizer = trained(0)
+    path = tmp_path / "m.safetensors"
+    fl.save_checkpoint(path, model, optimizer)
+    data = path.read_bytes()
+    saved = {k: v.clone() for k, v in optimizer.state_dict()["state"][0].items()}
+    target = graph(1)
+    target_optimizer = torch.optim.Adam(target.parameters(), lr=0.1)
+    fl.load_checkpoint(path, target, target_optimizer)
+    for _ in range(2):  # Adam updates its moments in place
+        target_optimizer.zero_grad()
+        target(torch.randn(8, 3)).square().mean().backward()
+        target_optimizer.step()
+    assert not torch.equal(target_optimizer.state_dict()["state"][0]["exp_avg"], saved["exp_avg"])
+    assert path.read_bytes() == data  # the file is as it was saved
+    fresh = graph(1)
+    again = torch.optim.Adam(fresh.parameters(), lr=0.1)
+    fl.load_checkpoint(path, fresh, again)
+    assert torch.equal(again.state_dict()["state"][0]["exp_avg"], saved["exp_avg"])
