@@ -138,3 +138,20 @@ def test_optimizer_state_mapped_from_the_file_never_writes_to_it(tmp_path: Path)
     again = torch.optim.Adam(fresh.parameters(), lr=0.1)
     fl.load_checkpoint(path, fresh, again)
     assert torch.equal(again.state_dict()["state"][0]["exp_avg"], saved["exp_avg"])
+
+
+def test_the_checksum_covers_every_chunk_of_a_file_of_several_chunks(tmp_path: Path) -> None:
+    model = nn.Linear(2100, 2100)  # about 17 MiB: two chunks of the checksum
+    path = tmp_path / "big.safetensors"
+    fl.save_checkpoint(path, model)
+    data = bytearray(path.read_bytes())
+    assert len(data) > (16 << 20)
+    target = nn.Linear(2100, 2100)
+    fl.load_checkpoint(path, target)
+    assert torch.equal(target.weight, model.weight)
+    for position in (len(data) - 5, (16 << 20) + 100):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(fl.CheckpointError, match="does not match its checksum"):
+            fl.load_checkpoint(path, target)

@@ -61,7 +61,10 @@ def join(
         json.dumps({"__metadata__": metadata, **header}).replace(f'"{HUGE}"', "9" * 5000).encode()
     )
     raw = len(text).to_bytes(8, "little") + text
-    digest = xxhash.xxh3_128(raw + data).hexdigest()
+    hasher = xxhash.xxh3_128(raw)  # the documented format 2 checksum, written out here
+    for start in range(0, len(data), 16 << 20):
+        hasher.update(xxhash.xxh3_128(data[start : start + (16 << 20)]).digest())
+    digest = hasher.hexdigest()
     text = text.replace(
         b'"flowdl.checksum": "' + b"0" * 32, b'"flowdl.checksum": "' + digest.encode()
     )

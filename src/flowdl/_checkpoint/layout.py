@@ -9,6 +9,9 @@ header's ``__metadata__`` holds four strings:
 - ``"flowdl.checkpoint"``: the document, a JSON object (see `flowdl._checkpoint.save`);
 - ``"flowdl.checksum"``: a digest of the whole file computed with these hex digits
   replaced by zeros, so any damaged byte, in the header or the data, is detected.
+  Version 2's is the XXH3-128 of the header (8 length bytes and JSON, digest zeroed)
+  followed by the 16-byte XXH3-128 digests of each `CHUNK` bytes of the data, in order
+  (the last chunk may be shorter): the chunks can be hashed on several threads.
 
 Version 2 (written today): the model's tensors under their plain ``state_dict``
 names, everything else (optimizer, scheduler, module extra state) under
@@ -46,6 +49,57 @@ DTYPES: dict[str, torch.dtype] = {
 NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
 
 
+CHUNK = 16 << 20
+"""Bytes of data per digest in version 2's checksum."""
+
+
+class ChunkedHasher:
+    """Version 2's checksum, fed the header first, then the data in any pieces.
+
+    Example:
+        >>> a = ChunkedHasher(b"head"); a.update(b"x" * 10); a.update(b"y")
+        >>> a.hexdigest() == combine(b"head", [chunk_digest(b"x" * 10 + b"y")])
+        True
+    """
+
+    def __init__(self, header: bytes) -> None:
+        self._header = header
+        self._digests: list[bytes] = []
+        self._current = xxhash.xxh3_128()
+        self._filled = 0
+
+    def update(self, data: Any) -> None:
+        """Hash more data bytes (a bytes-like object)."""
+        view = memoryview(data).cast("B")
+        position = 0
+        while position < len(view):
+            take = min(CHUNK - self._filled, len(view) - position)
+            self._current.update(view[position : position + take])
+            self._filled += take
+            position += take
+            if self._filled == CHUNK:
+                self._digests.append(self._current.digest())
+                self._current, self._filled = xxhash.xxh3_128(), 0
+
+    def hexdigest(self) -> str:
+        """The checksum of the header and all the data given."""
+        tail = [self._current.digest()] if self._filled else []
+        return combine(self._header, self._digests + tail)
+
+
+def chunk_digest(data: Any) -> bytes:
+    """The digest of one chunk of data."""
+    return xxhash.xxh3_128(data).digest()
+
+
+def combine(header: bytes, digests: list[bytes]) -> str:
+    """Version 2's checksum from the header and the digests of the data's chunks."""
+    hasher = xxhash.xxh3_128(header)
+    for digest in digests:
+        hasher.update(digest)
+    return hasher.hexdigest()
+
+
 class Hasher(Protocol):
     """What a checksum needs: ``update`` with bytes, then ``hexdigest``."""
 
@@ -55,8 +109,8 @@ class Hasher(Protocol):
 
 
 def new_hasher(version: int) -> Hasher:
-    """The checksum of format `version`: SHA-256 (1) or XXH3-128 (2)."""
-    return hashlib.sha256() if version == 1 else xxhash.xxh3_128()
+    """Version 1's checksum: SHA-256 over the whole file."""
+    return hashlib.sha256()
 
 
 def digest_length(version: int) -> int:

@@ -66,8 +66,7 @@ def write_checkpoint(
     raw = len(text).to_bytes(8, "little") + text
     needle = f'"flowdl.checksum":"{blank}"'.encode()
     where = raw.index(needle) + len(needle) - len(blank) - 1
-    hasher = layout.new_hasher(layout.FORMAT_VERSION)
-    hasher.update(raw)
+    hasher = layout.ChunkedHasher(raw)
     with writing_atomically(path) as file:
         file.write(raw)
         for tensor in stored.values():
