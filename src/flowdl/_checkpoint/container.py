@@ -1,221 +1,185 @@
-"""The checkpoint file: one safetensors file with flowdl's metadata and a checksum.
+"""Reading a safetensors header safely: bounded, every entry checked, nothing else read.
 
-Layout (the safetensors format): 8 bytes little-endian header length ``N``, ``N``
-bytes of JSON header, then the tensor data. The header's ``__metadata__`` holds
-four strings:
-
-- ``"format"``: ``"flowdl.checkpoint"``;
-- ``"flowdl.format_version"``: the version of this layout (`FORMAT_VERSION`);
-- ``"flowdl.checkpoint"``: the document, a JSON object (see `flowdl._checkpoint.save`);
-- ``"flowdl.checksum"``: the SHA-256 of the whole file with these 64 hex digits
-  replaced by zeros, so any damaged byte, in the header or the data, is detected.
-
-Tensors that are the same tensor (tied weights) are stored once: the document's
-``"aliases"`` maps the other names to the stored one. Different views of one storage
-are stored as separate copies. Reading never runs code: JSON and raw tensor bytes.
+`read_header` opens the file, reads its 8-byte length and its JSON header (at most
+`MAX_HEADER` bytes), and checks every tensor entry (a known dtype, a shape of
+non-negative integers, byte offsets that match the shape and tile the data exactly up
+to the end of the file) before anyone reads a tensor. A flowdl checkpoint is told from
+a plain safetensors file of weights by its ``__metadata__`` (see
+`flowdl._checkpoint.layout`). Anything wrong is a `CheckpointError` that names the file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import safetensors.torch
-import torch
-from torch import Tensor
-
 from flowdl._checkpoint.errors import CheckpointError
+from flowdl._checkpoint.layout import DTYPES, FORMAT, FORMAT_VERSION, MAX_HEADER, element_size
 
-FORMAT = "flowdl.checkpoint"
-FORMAT_VERSION = 1
-_PLACEHOLDER = "0" * 64
-_MAX_HEADER = 100_000_000  # safetensors' own limit
+_MAX_DIMENSIONS = 64
+_MAX_INT = 2**63
 
 
 @dataclass(frozen=True)
-class Contents:
-    """What a checkpoint file holds.
+class Entry:
+    """A stored tensor: its safetensors dtype name, shape and byte range in the data."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Header:
+    """A checked safetensors header.
 
     Attributes:
-        document: the decoded ``"flowdl.checkpoint"`` JSON object.
-        tensors: every tensor by name, aliases included (on the CPU).
-        entries: the safetensors header's entry of each stored tensor (dtype, shape).
-        format_version: the version of the layout the file was written in.
+        raw: the 8 length bytes and the header bytes, as in the file.
+        metadata: the ``__metadata__`` strings (empty when there are none).
+        entries: every stored tensor by name.
+        size: the file's size in bytes.
+        flowdl: whether the metadata says this is a flowdl checkpoint.
     """
 
-    document: dict[str, Any]
-    tensors: dict[str, Tensor]
-    entries: dict[str, dict[str, Any]]
-    format_version: int
+    raw: bytes
+    metadata: dict[str, str]
+    entries: dict[str, Entry]
+    size: int
+    flowdl: bool
 
 
-def pack(tensors: dict[str, Tensor], document: dict[str, Any]) -> bytes:
-    """The bytes of a checkpoint holding `tensors` and `document`."""
-    stored, aliases = _deduplicate(tensors)
-    document = {**document, "aliases": aliases}
-    metadata = {
-        "format": FORMAT,
-        "flowdl.format_version": str(FORMAT_VERSION),
-        "flowdl.checkpoint": json.dumps(document, separators=(",", ":"), allow_nan=False),
-        "flowdl.checksum": _PLACEHOLDER,
-    }
-    data = safetensors.torch.save(stored, metadata)
-    start, end = _checksum_span(data, _PLACEHOLDER)
-    digest = hashlib.sha256(data).hexdigest()
-    return data[:start] + digest.encode() + data[end:]
-
-
-def _deduplicate(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Store each tensor once: the same view twice is an alias; other views are copied."""
-    by_storage: dict[tuple[str, int], list[str]] = {}
-    for name, tensor in tensors.items():
-        if tensor.numel() > 0:
-            storage = tensor.untyped_storage()
-            by_storage.setdefault((str(tensor.device), storage.data_ptr()), []).append(name)
-    aliases: dict[str, str] = {}
-    copy: set[str] = set()
-    for names in by_storage.values():
-        views: dict[tuple[Any, ...], str] = {}
-        for name in names:
-            t = tensors[name]
-            view = (t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
-            if view in views:
-                aliases[name] = views[view]
-            else:
-                views[view] = name
-        if len(views) > 1:
-            copy.update(views.values())
-    stored: dict[str, Tensor] = {}
-    for name, tensor in tensors.items():
-        if name in aliases:
-            continue
-        tensor = tensor.detach().to("cpu")
-        if name in copy or not tensor.is_contiguous():
-            tensor = tensor.clone(memory_format=torch.contiguous_format)
-        stored[name] = tensor
-    return stored, aliases
-
-
-def read(path: str | os.PathLike[str]) -> Contents:
-    """Read and verify a whole checkpoint.
+def read_header(path: str | os.PathLike[str]) -> Header:
+    """Read and check the header of the safetensors file at `path`.
 
     Raises:
-        CheckpointError: the file is missing, foreign, truncated or damaged.
-    """
-    where = str(path)
-    data = _read_bytes(path)
-    header = _parse_header(data, where, whole_file=True)
-    metadata = _flowdl_metadata(header, where)
-    _check_size(data, header, where)
-    _verify_checksum(data, metadata, where)
-    try:
-        stored = safetensors.torch.load(data)
-    except Exception as error:
-        raise _damaged(where, f"its tensor data cannot be read ({error})") from error
-    document = _document(metadata, where)
-    tensors = dict(stored)
-    aliases = document.get("aliases", {})
-    for alias, name in aliases.items():
-        if name not in stored:
-            raise _damaged(where, f"the alias {alias!r} names no stored tensor {name!r}")
-        tensors[alias] = stored[name]
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    return Contents(document, tensors, entries, int(metadata["flowdl.format_version"]))
-
-
-def read_header(path: str | os.PathLike[str]) -> Contents:
-    """Read a checkpoint's header only: its document and tensor entries, no tensor data.
-
-    Raises:
-        CheckpointError: the file is missing, foreign or its header is truncated or damaged.
+        CheckpointError: the file is missing, foreign, truncated, or its header is
+            damaged or describes data the file does not hold.
     """
     where = str(path)
     try:
         with open(path, "rb") as file:
-            head = file.read(8)
-            length = int.from_bytes(head, "little") if len(head) == 8 else 0
-            rest = file.read(length) if 0 < length <= _MAX_HEADER else b""
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(16)
+            length = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+            if not (head[8:9] == b"{" and 2 <= length <= MAX_HEADER):
+                _refuse_start(head, where)
+            if 8 + length > size:
+                raise truncated(where, f"the header needs {length} bytes, the file has {size - 8}")
+            file.seek(0)
+            raw = file.read(8 + length)
     except OSError as error:
-        raise _unreadable(where, error) from error
-    header = _parse_header(head + rest, where, whole_file=False)
-    metadata = _flowdl_metadata(header, where)
-    document = _document(metadata, where)
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    return Contents(document, {}, entries, int(metadata["flowdl.format_version"]))
-
-
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise _unreadable(str(path), error) from error
-
-
-def _unreadable(where: str, error: OSError) -> CheckpointError:
-    if isinstance(error, FileNotFoundError):
-        problem, fix = "there is no checkpoint at this path", "check the path"
-    elif isinstance(error, IsADirectoryError):
-        problem, fix = "the path is a directory, not a checkpoint file", "name the file"
-    else:
-        problem, fix = "the checkpoint cannot be read", "check the file's permissions"
-    received = f"{type(error).__name__}: {error}"
-    return CheckpointError(problem, path=where, received=received, fix=fix)
-
-
-def _parse_header(data: bytes, where: str, whole_file: bool) -> dict[str, Any]:
-    length = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
-    if not (data[8:9] == b"{" and 2 <= length <= _MAX_HEADER):
-        foreign = _foreign_kind(data)
-        if foreign is not None:
-            raise CheckpointError(
-                f"this is not a flowdl checkpoint: it looks like {foreign}",
-                path=where,
-                expected="a file written by fl.save_checkpoint (safetensors with flowdl metadata)",
-                received=foreign,
-                fix=_foreign_fix(foreign),
-            )
-        if len(data) < 8:
-            raise _truncated(where, f"the file has {len(data)} bytes, fewer than a header's 8")
-        raise CheckpointError(
-            "this is not a flowdl checkpoint: it does not start with a safetensors header",
-            path=where,
-            expected="8 bytes of header size, then a JSON header starting with '{'",
-            received=f"first bytes {data[:16]!r}",
-            fix="pass a file written by fl.save_checkpoint",
-        )
-    if 8 + length > len(data):
-        total = "file" if whole_file else "readable part"
-        raise _truncated(where, f"the header needs {length} bytes, the {total} has {len(data) - 8}")
-    try:
-        header = json.loads(data[8 : 8 + length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _damaged(where, f"its header is not valid JSON ({error})") from error
+        raise unreadable(where, error) from error
+    header = _parse(raw[8:], where, "its header")
     if not isinstance(header, dict):
-        raise _damaged(where, "its header is not a JSON object")
-    return header
+        raise damaged(where, "its header is not a JSON object")
+    metadata = _metadata(header.pop("__metadata__", {}), where)
+    entries = {name: _entry(name, value, where) for name, value in header.items()}
+    _check_tiling(entries, size - len(raw), where)
+    return Header(raw, metadata, entries, size, metadata.get("format") == FORMAT)
 
 
-def _flowdl_metadata(header: dict[str, Any], where: str) -> dict[str, Any]:
-    metadata = header.get("__metadata__")
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        names = sorted(k for k in header if k != "__metadata__")
-        raise CheckpointError(
-            "this safetensors file was not written by fl.save_checkpoint (no flowdl metadata), "
-            "or its header is damaged",
-            path=where,
-            expected=f"__metadata__ with format {FORMAT!r}",
-            received=f"a safetensors file with {len(names)} tensors"
-            + (f" ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" if names else ""),
-            fix="plain safetensors weights load with safetensors.torch.load_model(model, path) "
-            "or model.load_state_dict(safetensors.torch.load_file(path))",
+def parse_json(text: str, where: str, what: str) -> Any:
+    """`text` as JSON; anything unreadable (nesting too deep, a huge number) is damage."""
+    return _parse(text.encode("utf-8"), where, what)
+
+
+def _parse(data: bytes, where: str, what: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise damaged(where, f"{what} is nested too deeply to be flowdl's") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise damaged(where, f"{what} is not valid JSON ({_short(str(error))})") from None
+
+
+def _metadata(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise damaged(where, "its __metadata__ is not a JSON object of strings")
+    return value
+
+
+def _entry(name: str, value: Any, where: str) -> Entry:
+    problem = f"the header's entry of tensor {_short(repr(name))} "
+    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data_offsets"}:
+        raise damaged(where, problem + "is not {dtype, shape, data_offsets}")
+    dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise damaged(
+            where, problem + f"has an unknown dtype {_short(repr(dtype))}",
+            expected=f"one of {', '.join(DTYPES)}",
+        )  # fmt: skip
+    if not (isinstance(shape, list) and len(shape) <= _MAX_DIMENSIONS and all(
+        _is_int(d) and 0 <= d < _MAX_INT for d in shape
+    )):  # fmt: skip
+        raise damaged(where, problem + f"has a shape that is not a list of sizes: {_short(shape)}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(
+        _is_int(o) and 0 <= o < _MAX_INT for o in offsets
+    ) and offsets[0] <= offsets[1]):  # fmt: skip
+        raise damaged(where, problem + f"has byte offsets that are not [begin, end]: {offsets!r}")
+    nbytes = math.prod(shape) * element_size(dtype)
+    if offsets[1] - offsets[0] != nbytes:
+        raise damaged(
+            where,
+            problem + "has byte offsets that do not fit its shape and dtype",
+            expected=f"{nbytes} bytes for {dtype} {shape}",
+            received=f"{offsets[1] - offsets[0]} bytes",
         )
+    return Entry(dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def _check_tiling(entries: dict[str, Entry], data_size: int, where: str) -> None:
+    """The tensors' byte ranges follow one another from 0 to the end of the file."""
+    position = 0
+    for entry in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
+        if entry.begin != position:
+            raise damaged(where, "the header's byte offsets overlap or leave gaps")
+        position = entry.end
+    if position > data_size:
+        raise truncated(where, f"the header describes {position} bytes of data, the file has "
+                        f"{data_size}")  # fmt: skip
+    if position < data_size:
+        raise damaged(where, f"{data_size - position} bytes follow the data the header describes")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _refuse_start(head: bytes, where: str) -> None:
+    foreign = _foreign_kind(head)
+    if foreign is not None:
+        raise CheckpointError(
+            f"this is not a flowdl checkpoint: it looks like {foreign}",
+            path=where,
+            expected="a file written by fl.save_checkpoint (safetensors with flowdl metadata)",
+            received=foreign,
+            fix=_foreign_fix(foreign),
+        )
+    if len(head) < 8:
+        raise truncated(where, f"the file has {len(head)} bytes, fewer than a header's 8")
+    raise CheckpointError(
+        "this is not a flowdl checkpoint: it does not start with a safetensors header",
+        path=where,
+        expected="8 bytes of header size, then a JSON header starting with '{'",
+        received=f"first bytes {head!r}",
+        fix="pass a file written by fl.save_checkpoint",
+    )
+
+
+def check_version(metadata: dict[str, str], where: str) -> int:
+    """The format version a flowdl checkpoint's metadata names, checked."""
     version = metadata.get("flowdl.format_version")
-    if not isinstance(version, str) or not version.isdigit():
-        raise _damaged(where, f"its format version is unreadable ({version!r})")
+    if not isinstance(version, str) or not (1 <= len(version) <= 6 and version.isdecimal()):
+        raise damaged(where, f"its format version is unreadable ({_short(repr(version))})")
     if int(version) > FORMAT_VERSION:
         raise CheckpointError(
             f"this checkpoint was written in format version {version}, newer than this "
@@ -226,68 +190,8 @@ def _flowdl_metadata(header: dict[str, Any], where: str) -> dict[str, Any]:
             fix="upgrade flowdl (pip install -U flowdl)",
         )
     if int(version) < 1:
-        raise _damaged(where, f"format version {version} does not exist")
-    return metadata
-
-
-def _check_size(data: bytes, header: dict[str, Any], where: str) -> None:
-    """The data the header describes ends where the file ends."""
-    ends = [
-        entry["data_offsets"][1]
-        for name, entry in header.items()
-        if name != "__metadata__"
-        and isinstance(entry, dict)
-        and isinstance(entry.get("data_offsets"), list)
-        and len(entry["data_offsets"]) == 2
-        and isinstance(entry["data_offsets"][1], int)
-    ]
-    length = int.from_bytes(data[:8], "little")
-    need = 8 + length + max(ends, default=0)
-    if need > len(data):
-        raise _truncated(where, f"the header describes {need} bytes, the file has {len(data)}")
-
-
-def _verify_checksum(data: bytes, metadata: dict[str, Any], where: str) -> None:
-    recorded = metadata.get("flowdl.checksum")
-    if not (isinstance(recorded, str) and len(recorded) == 64 and _is_hex(recorded)):
-        raise _damaged(where, f"its checksum is unreadable ({recorded!r})")
-    try:
-        start, end = _checksum_span(data, recorded)
-    except ValueError as error:
-        raise _damaged(where, str(error)) from error
-    actual = hashlib.sha256(data[:start] + _PLACEHOLDER.encode() + data[end:]).hexdigest()
-    if actual != recorded:
-        raise _damaged(
-            where,
-            "its content does not match its checksum: bytes changed after it was written",
-            expected=f"SHA-256 {recorded}",
-            received=f"SHA-256 {actual}",
-        )
-
-
-def _checksum_span(data: bytes, digest: str) -> tuple[int, int]:
-    """Where `digest` sits in the header; it must occur there exactly once."""
-    length = int.from_bytes(data[:8], "little")
-    header = data[8 : 8 + length]
-    needle = f'"flowdl.checksum":"{digest}"'.encode()
-    if header.count(needle) != 1:
-        raise ValueError("its checksum is not where fl.save_checkpoint puts it")
-    start = 8 + header.index(needle) + len(needle) - 65
-    return start, start + 64
-
-
-def _document(metadata: dict[str, Any], where: str) -> dict[str, Any]:
-    try:
-        document = json.loads(metadata["flowdl.checkpoint"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise _damaged(where, "its flowdl metadata is missing or not JSON") from error
-    if not isinstance(document, dict):
-        raise _damaged(where, "its flowdl metadata is not a JSON object")
-    return document
-
-
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+        raise damaged(where, f"format version {version} does not exist")
+    return int(version)
 
 
 def _foreign_kind(data: bytes) -> str | None:
@@ -314,7 +218,20 @@ def _foreign_fix(kind: str) -> str:
     return "the file is empty: the save that wrote it did not finish; use an older checkpoint"
 
 
-def _truncated(where: str, detail: str) -> CheckpointError:
+def unreadable(where: str, error: OSError) -> CheckpointError:
+    """The file cannot be opened or read."""
+    if isinstance(error, FileNotFoundError):
+        problem, fix = "there is no checkpoint at this path", "check the path"
+    elif isinstance(error, IsADirectoryError):
+        problem, fix = "the path is a directory, not a checkpoint file", "name the file"
+    else:
+        problem, fix = "the checkpoint cannot be read", "check the file's permissions"
+    received = f"{type(error).__name__}: {error}"
+    return CheckpointError(problem, path=where, received=received, fix=fix)
+
+
+def truncated(where: str, detail: str) -> CheckpointError:
+    """The file ends before what its header describes."""
     return CheckpointError(
         "the checkpoint is truncated",
         path=where,
@@ -323,9 +240,10 @@ def _truncated(where: str, detail: str) -> CheckpointError:
     )
 
 
-def _damaged(
+def damaged(
     where: str, detail: str, expected: str | None = None, received: str | None = None
 ) -> CheckpointError:
+    """The file's content is not what fl.save_checkpoint writes."""
     return CheckpointError(
         f"the checkpoint is damaged: {detail}",
         path=where,

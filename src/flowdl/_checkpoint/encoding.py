@@ -17,6 +17,7 @@ JSON objects.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -111,7 +112,7 @@ def _encode_dict(
     return {"__dict__": pairs}
 
 
-def decode(value: Any, tensors: dict[str, Tensor]) -> Any:
+def decode(value: Any, tensors: Mapping[str, Tensor]) -> Any:
     """The state `encode` stored: `value` with its markers resolved from `tensors`.
 
     Raises:

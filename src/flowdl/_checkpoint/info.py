@@ -6,10 +6,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowdl._checkpoint import container
 from flowdl._checkpoint.encoding import decode
 from flowdl._checkpoint.errors import CheckpointError
-from flowdl._checkpoint.save import MODEL_PREFIX
+from flowdl._checkpoint.reader import open_checkpoint
 
 
 @dataclass(frozen=True)
@@ -66,31 +65,32 @@ def checkpoint_info(path: str | os.PathLike[str], *, verify: bool = True) -> Che
         >>> info.model_type, info.epoch, info.tensors["weight"]
         ('Linear', 1, ((3, 2), 'F32'))
     """
-    contents = container.read(path) if verify else container.read_header(path)
-    document = contents.document
-    aliases: dict[str, str] = document.get("aliases", {})
-    try:
-        tensors = {}
-        for key in document["model"]["tensors"]:
-            stored = aliases.get(MODEL_PREFIX + key, MODEL_PREFIX + key)
-            entry = contents.entries[stored]
-            tensors[key] = (tuple(entry["shape"]), str(entry["dtype"]))
-        return CheckpointInfo(
-            format_version=contents.format_version,
-            flowdl_version=document["flowdl_version"],
-            torch_version=document["torch_version"],
-            structural_hash=document["structural_hash"],
-            model_type=document["model_type"],
-            epoch=document["epoch"],
-            extra=decode(document["extra"], {}),
-            tensors=tensors,
-            optimizer=(document["optimizer"] or {}).get("type"),
-            scheduler=(document["scheduler"] or {}).get("type"),
-        )
-    except (KeyError, TypeError, ValueError) as error:
+    checkpoint = open_checkpoint(path, verify=verify)
+    if checkpoint.plain:
+        names = list(checkpoint.entries)
         raise CheckpointError(
-            "the checkpoint's metadata is not what fl.save_checkpoint writes",
+            "this safetensors file was not written by fl.save_checkpoint (no flowdl metadata)",
             path=str(path),
-            received=f"{type(error).__name__}: {error}",
-            fix="use a checkpoint written by fl.save_checkpoint",
-        ) from error
+            expected="__metadata__ with format 'flowdl.checkpoint'",
+            received=f"a safetensors file with {len(names)} tensors"
+            + (f" ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" if names else ""),
+            fix="fl.load_checkpoint(path, model) loads plain weights into a model whose "
+            "state_dict matches; safetensors.safe_open(path, 'pt') lists them",
+        )
+    document = checkpoint.document
+    tensors = {}
+    for key in document["model"]["tensors"]:
+        entry = checkpoint.entry(checkpoint.model_name(key))
+        tensors[key] = (entry.shape, entry.dtype)
+    return CheckpointInfo(
+        format_version=checkpoint.version,
+        flowdl_version=document["flowdl_version"],
+        torch_version=document["torch_version"],
+        structural_hash=document["structural_hash"],
+        model_type=document["model_type"],
+        epoch=document["epoch"],
+        extra=decode(document["extra"], {}),
+        tensors=tensors,
+        optimizer=(document["optimizer"] or {}).get("type"),
+        scheduler=(document["scheduler"] or {}).get("type"),
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any
 
@@ -10,15 +9,20 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from flowdl._checkpoint import container
 from flowdl._checkpoint import optimizer as optimizer_state
 from flowdl._checkpoint import scheduler as scheduler_state
+from flowdl._checkpoint.container import damaged
 from flowdl._checkpoint.encoding import decode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
+from flowdl._checkpoint.layout import DTYPES
+from flowdl._checkpoint.reader import Checkpoint, open_checkpoint
 from flowdl._checkpoint.report import LoadReport, Mismatch
-from flowdl._checkpoint.save import MODEL_PREFIX
 from flowdl._checkpoint.sharded_check import refuse_sharded
+from flowdl._checkpoint.restore import Plan, Tensors, apply
+from flowdl._checkpoint.save import Resumable
+from flowdl._executor.core import GraphCore
+from flowdl._observe.history import check_history
 
 _LISTED = 6
 
@@ -29,8 +33,20 @@ def load_checkpoint(
     optimizer: Optimizer | None = None,
     scheduler: scheduler_state.Stateful | None = None,
     strict: bool = True,
+    *,
+    monitor: Resumable | None = None,
 ) -> LoadReport:
     """Load a checkpoint written by `save_checkpoint` into a model (and optimizer, scheduler).
+
+    `path` may also be a plain safetensors file of weights (no flowdl metadata, as
+    on the Hugging Face hub): its tensors load into a model whose ``state_dict`` has
+    the same names, and the report lists what is missing or unexpected.
+
+    A checkpoint of an `fl.Graph` also restores what the graph observed (every
+    flushed metric and timing history of its tree, and its clock), so ``g.trend``
+    answers as it did when the checkpoint was saved; ``monitor=`` restores a
+    monitor's history. The checksum is checked over the whole file first, then the
+    tensors are read one at a time: memory grows by about one tensor, not the file.
 
     Everything is checked before anything is changed: the file (a flowdl checkpoint,
     complete, its checksum intact), the model's structural hash and tensors, the
@@ -60,9 +76,13 @@ def load_checkpoint(
             saved one; its state is restored.
         scheduler: a scheduler of the saved type; its state is restored.
         strict: ``True``: the structural hash and every tensor must match, or
-            nothing loads. ``False``: load the tensors whose name and shape match,
-            leave the others as they are, and list them in the report (the
+            nothing loads (a plain safetensors file has no structural hash: its
+            tensor names, shapes and kinds of dtype must match the model's).
+            ``False``: load the tensors whose name and shape match, leave the
+            others as they are, and list them in the report (the
             optimizer, if given, must still fit the loaded parameters).
+        monitor: a new `fl.Monitor` (before its first ``log``) to restore the
+            history saved with ``fl.save_checkpoint(..., monitor=...)`` into.
 
     Returns:
         a `LoadReport`: what was loaded, missing, unexpected and mismatched, and the
@@ -90,7 +110,8 @@ def load_checkpoint(
         raise TypeError(f"load_checkpoint() takes an nn.Module, received {type(model).__name__}")
     refuse_sharded(model, path, "load")  # FSDP2 / DTensor: fl.load_sharded_checkpoint
     target = unwrap(model)
-    return load_into(path, target, optimizer, scheduler, strict, f"this {type(target).__name__}")
+    described = f"this {type(target).__name__}"
+    return load_into(path, target, optimizer, scheduler, strict, described, monitor)
 
 
 def load_into(
@@ -100,41 +121,89 @@ def load_into(
     scheduler: scheduler_state.Stateful | None,
     strict: bool,
     described: str,
+    monitor: Resumable | None = None,
 ) -> LoadReport:
     """`load_checkpoint` into an unwrapped `model`, which messages call `described`."""
     where = str(path)
-    contents = container.read(path)
-    document = contents.document
-    try:
-        return _load(contents, where, model, optimizer, scheduler, strict, described)
-    except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, CheckpointError):
-            raise
+    with open_checkpoint(path) as checkpoint:
+        try:
+            plan = _plan(checkpoint, where, model, optimizer, scheduler, strict, described)
+            _plan_resume(plan, checkpoint, where, model, monitor)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise CheckpointError(
+                "the checkpoint's metadata is not what fl.save_checkpoint writes",
+                path=where,
+                received=f"{type(error).__name__}: {error} (written by flowdl "
+                f"{checkpoint.document.get('flowdl_version', '?')})",
+                fix="use a checkpoint written by fl.save_checkpoint",
+            ) from error
+        apply(checkpoint, model, plan, optimizer, scheduler)
+        return plan.report
+
+
+def _plan_resume(
+    plan: Plan, checkpoint: Checkpoint, where: str, model: nn.Module, monitor: Resumable | None
+) -> None:
+    """Check the observation history and the monitor's history; plan their restore."""
+    saved = checkpoint.document.get("observation")
+    if saved is not None and isinstance(model, GraphCore):
+        try:
+            plan.observation = check_history(decode(saved, {}), model)
+        except ValueError as error:
+            raise damaged(where, f"its observation history is malformed: {error}") from None
+    if monitor is None:
+        return
+    if not callable(getattr(monitor, "_restore_checkpoint_state", None)):
+        raise TypeError(f"load_checkpoint(monitor=...) takes an fl.Monitor, received "
+                        f"{type(monitor).__name__}")  # fmt: skip
+    state = checkpoint.document.get("monitor")
+    if state is None:
         raise CheckpointError(
-            "the checkpoint's metadata is not what fl.save_checkpoint writes",
+            "the checkpoint has no monitor history",
             path=where,
-            received=f"{type(error).__name__}: {error} (written by flowdl "
-            f"{document.get('flowdl_version', '?')})",
-            fix="use a checkpoint written by fl.save_checkpoint",
-        ) from error
+            expected="a checkpoint saved with fl.save_checkpoint(..., monitor=monitor)",
+            received="a checkpoint saved without monitor=...",
+            fix="load without monitor=..., or save with monitor=...",
+        )
+    try:
+        plan.monitor = monitor._restore_checkpoint_state(decode(state, {}))
+    except ValueError as error:
+        raise CheckpointError(
+            "the checkpoint's monitor history does not fit this monitor",
+            path=where,
+            received=str(error),
+            fix="pass a new fl.Monitor created for the same run (total_epochs), before its "
+            "first log()",
+        ) from None
 
 
-def _load(
-    contents: container.Contents,
+def _plan(
+    checkpoint: Checkpoint,
     where: str,
     model: nn.Module,
     optimizer: Optimizer | None,
     scheduler: scheduler_state.Stateful | None,
     strict: bool,
     described: str,
-) -> LoadReport:
-    document = contents.document
-    tensors = contents.tensors
+) -> Plan:
+    document = checkpoint.document
+    if checkpoint.plain and (optimizer is not None or scheduler is not None):
+        role = "optimizer" if optimizer is not None else "scheduler"
+        raise CheckpointError(
+            f"this is a plain safetensors file of weights, without flowdl metadata: it holds "
+            f"no {role} state",
+            path=where,
+            expected=f"a file written by fl.save_checkpoint(..., {role}=...)",
+            received=f"a safetensors file with {len(checkpoint.entries)} tensors",
+            fix=f"load the weights without {role}=... and start the {role} afresh",
+        )
     saved_hash = document["structural_hash"]
     model_hash = structural_hash(model)
-    values, objects, report = _match(document["model"], tensors, model, where)
+    values, objects, report = _match(document["model"], checkpoint, model)
     hash_matched = saved_hash == model_hash
-    if strict and not hash_matched:
+    if strict and not hash_matched and not checkpoint.plain:
         raise CheckpointError(
             f"the checkpoint was saved from another model (a {document['model_type']}): "
             "the structural hashes differ",
@@ -153,19 +222,20 @@ def _load(
             received=_differences(report).strip(),
             fix="pass strict=False to load what matches (the report lists the rest)",
         )
-    _check_ties(model, values, where)
+    _check_ties(model, values, checkpoint, where)
     optimizer_dict = None
     if optimizer is not None:
         names = optimizer_state.parameter_names(model)
         optimizer_dict = optimizer_state.prepare(
-            optimizer, document["optimizer"], tensors, names, set(report.loaded), where
+            optimizer, document["optimizer"], set(report.loaded), names, where
         )
     scheduler_dict = None
     if scheduler is not None:
-        scheduler_dict = scheduler_state.prepare(scheduler, document["scheduler"], tensors, where)
+        scheduler_dict = scheduler_state.prepare(
+            scheduler, document["scheduler"], Tensors(checkpoint), where
+        )
     extra = decode(document["extra"], {})
-    _apply(model, values, objects, optimizer, optimizer_dict, scheduler, scheduler_dict)
-    return LoadReport(
+    report = LoadReport(
         loaded=report.loaded,
         missing=report.missing,
         unexpected=report.unexpected,
@@ -174,17 +244,18 @@ def _load(
         epoch=document["epoch"],
         extra=extra,
     )
+    return Plan(report, values, objects, optimizer_dict, scheduler_dict)
 
 
 def _match(
-    saved: dict[str, Any], tensors: dict[str, Tensor], model: nn.Module, where: str
-) -> tuple[dict[str, Tensor], dict[str, Any], LoadReport]:
-    """The model's entries the checkpoint can fill, and the report of the rest."""
+    saved: dict[str, Any], checkpoint: Checkpoint, model: nn.Module
+) -> tuple[dict[str, str], dict[str, Any], LoadReport]:
+    """The model's entries the checkpoint can fill (key to stored name), and the report."""
     state = model.state_dict()
     saved_keys: list[str] = saved["tensors"]
     saved_set = set(saved_keys)
     saved_objects: dict[str, Any] = saved["objects"]
-    values: dict[str, Tensor] = {}
+    values: dict[str, str] = {}
     objects: dict[str, Any] = {}
     loaded: list[str] = []
     missing: list[str] = []
@@ -192,7 +263,7 @@ def _match(
     for key, current in state.items():
         if not isinstance(current, Tensor):
             if key in saved_objects:
-                objects[key] = decode(saved_objects[key], tensors)
+                objects[key] = decode(saved_objects[key], Tensors(checkpoint))
                 loaded.append(key)
             else:
                 missing.append(key)
@@ -200,14 +271,14 @@ def _match(
         if key not in saved_set:
             missing.append(key)
             continue
-        stored = tensors.get(MODEL_PREFIX + key)
-        if stored is None:
-            raise container._damaged(where, f"the tensor of {key!r} is missing from its data")
-        if stored.shape != current.shape or _kind(stored.dtype) != _kind(current.dtype):
-            shapes = tuple(stored.shape), tuple(current.shape)
-            mismatched.append(Mismatch(key, *shapes, stored.dtype, current.dtype))
+        name = checkpoint.model_name(key)
+        entry = checkpoint.entry(name)
+        dtype = DTYPES[entry.dtype]
+        if entry.shape != tuple(current.shape) or _kind(dtype) != _kind(current.dtype):
+            shapes = entry.shape, tuple(current.shape)
+            mismatched.append(Mismatch(key, *shapes, dtype, current.dtype))
             continue
-        values[key] = stored
+        values[key] = name
         loaded.append(key)
     known = set(state)
     unexpected = [k for k in [*saved_keys, *saved_objects] if k not in known]
@@ -236,7 +307,9 @@ def _differences(report: LoadReport) -> str:
     return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"
 
 
-def _check_ties(model: nn.Module, values: dict[str, Tensor], where: str) -> None:
+def _check_ties(
+    model: nn.Module, values: dict[str, str], checkpoint: Checkpoint, where: str
+) -> None:
     """Names that are one tensor in the model must get one value from the checkpoint."""
     groups: dict[tuple[Any, ...], list[str]] = {}
     for key, tensor in model.state_dict(keep_vars=True).items():
@@ -252,7 +325,9 @@ def _check_ties(model: nn.Module, values: dict[str, Tensor], where: str) -> None
     for keys in groups.values():
         first = values[keys[0]]
         for other in keys[1:]:
-            if values[other] is not first and not torch.equal(values[other], first):
+            if values[other] != first and not torch.equal(
+                checkpoint.tensor(values[other]), checkpoint.tensor(first)
+            ):
                 raise CheckpointError(
                     f"{keys[0]!r} and {other!r} are one tensor in the model (tied weights) "
                     "but hold different values in the checkpoint",
@@ -261,29 +336,3 @@ def _check_ties(model: nn.Module, values: dict[str, Tensor], where: str) -> None
                     received="two different tensors, saved from a model where they were not tied",
                     fix="load into a model built without the tie, or tie the weights after loading",
                 )
-
-
-def _apply(
-    model: nn.Module,
-    values: dict[str, Tensor],
-    objects: dict[str, Any],
-    optimizer: Optimizer | None,
-    optimizer_dict: dict[str, Any] | None,
-    scheduler: scheduler_state.Stateful | None,
-    scheduler_dict: dict[str, Any] | None,
-) -> None:
-    """Restore, after every check passed; on an unforeseen failure, undo what was done."""
-    undo: list[tuple[Any, dict[str, Any]]] = []
-    try:
-        if optimizer is not None and optimizer_dict is not None:
-            undo.append((optimizer, optimizer.state_dict()))
-            optimizer.load_state_dict(optimizer_dict)
-        if scheduler is not None and scheduler_dict is not None:
-            undo.append((scheduler, scheduler.state_dict()))
-            scheduler.load_state_dict(scheduler_dict)
-        model.load_state_dict({**values, **objects}, strict=False)
-    except BaseException:
-        for target, state in reversed(undo):
-            with contextlib.suppress(Exception):  # the original failure is the one to see
-                target.load_state_dict(state)
-        raise

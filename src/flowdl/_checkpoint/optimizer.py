@@ -15,8 +15,9 @@ from torch.optim import Optimizer
 
 from flowdl._checkpoint.encoding import decode, encode
 from flowdl._checkpoint.errors import CheckpointError, check_component
+from flowdl._checkpoint.layout import FORMAT_VERSION, other_prefix
 
-PREFIX = "optimizer"
+PREFIX = other_prefix("optimizer", FORMAT_VERSION)
 
 
 def parameter_names(model: nn.Module) -> dict[int, str]:
@@ -54,12 +55,14 @@ def _layout(optimizer: Optimizer, names: dict[int, str]) -> list[list[list[Any]]
 def prepare(
     optimizer: Optimizer,
     saved: dict[str, Any] | None,
-    tensors: dict[str, Tensor],
-    names: dict[int, str],
     loaded: set[str],
+    names: dict[int, str],
     where: str,
-) -> dict[str, Any]:
-    """Check that `saved` fits `optimizer`; return the state dict to load into it.
+) -> Any:
+    """Check that `saved` fits `optimizer`; return its encoded state dict to load.
+
+    The state is returned encoded: its tensors are read from the file only when it is
+    decoded, just before it is loaded.
 
     Raises:
         CheckpointError: it does not fit (another optimizer type, other parameters,
@@ -80,14 +83,21 @@ def prepare(
                     fix="the optimizer's state belongs to parameters the model no longer has: "
                     "load without optimizer=... and start the optimizer afresh",
                 )
-    state = decode(saved["state"], tensors)
+    state = decode(saved["state"], _Names())
     if not isinstance(state, dict) or "param_groups" not in state:
         raise CheckpointError(
             "the checkpoint's optimizer state is not an optimizer state dict",
             path=where,
             fix="use another checkpoint",
         )
-    return state
+    return saved["state"]
+
+
+class _Names(dict[str, Any]):
+    """Stands for the tensors while the shape of a state is checked: each name is itself."""
+
+    def __missing__(self, name: str) -> str:
+        return name
 
 
 def _check_layout(current: list[list[list[Any]]], saved: list[list[list[Any]]], where: str) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -12,16 +13,23 @@ from torch.optim import Optimizer
 
 from flowdl._checkpoint import optimizer as optimizer_state
 from flowdl._checkpoint import scheduler as scheduler_state
-from flowdl._checkpoint.container import pack
 from flowdl._checkpoint.encoding import encode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.sharded_check import refuse_sharded
-from flowdl._files import write_atomically
+from flowdl._checkpoint.layout import FORMAT_VERSION, NAMESPACE, other_prefix
+from flowdl._checkpoint.writer import write_checkpoint
+from flowdl._executor.core import GraphCore
+from flowdl._observe.history import export_history
 from flowdl._version import __version__
 
-MODEL_PREFIX = "model/"
-"""Model tensors are stored as ``model/<state-dict key>``."""
+
+class Resumable(Protocol):
+    """What ``monitor=`` takes: an `fl.Monitor` (its history goes into the checkpoint)."""
+
+    def _checkpoint_state(self) -> dict[str, Any]: ...
+
+    def _restore_checkpoint_state(self, state: object) -> Callable[[], None]: ...
 
 
 def save_checkpoint(
@@ -29,6 +37,8 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: Optimizer | None = None,
     scheduler: scheduler_state.Stateful | None = None,
+    *,
+    monitor: Resumable | None = None,
     **extra: Any,
 ) -> None:
     """Save a model (and optionally its optimizer and scheduler) to one file, atomically.
@@ -39,8 +49,22 @@ def save_checkpoint(
     and torch versions, the model's structural hash (`fl.structural_hash`), the
     epoch, the optimizer's and scheduler's hyperparameters and counters, and the
     extras. Tied weights (one tensor under several names) are stored once and load
-    back tied. The write goes to a temporary file in the same directory, fsynced and
-    renamed over `path`: a crash never leaves a broken file where a good one was.
+    back tied. The model's tensors are stored under their ``state_dict`` names, so
+    ``safetensors.torch.load_file(path)`` gives them to plain PyTorch as they are (the
+    optimizer's and scheduler's tensors are under ``__flowdl__/``). The write streams
+    one tensor at a time: memory grows by at most one tensor (a copy only for a tensor
+    that is not a contiguous CPU tensor).
+
+    For a resumed run that goes on exactly as the stopped one, the file also holds
+    what flowdl observed: for an `fl.Graph`, the flushed history of every metric and
+    timing of every graph in its tree and its clock (epochs ended, their durations,
+    the time elapsed), so that ``g.trend(...)`` answers after a load as it did
+    before the save; and, with ``monitor=``, the monitor's logged epochs.
+
+    The write goes to a temporary file in the same directory
+    (``.<name>.flowdl-partial-<pid>-<random>``), fsynced and renamed over `path`: a
+    crash never leaves a broken file where a good one was, and the next save of the
+    same checkpoint removes the partial files that crashed saves left behind.
 
     A model wrapped in `DistributedDataParallel` (or `DataParallel`, or
     `torch.compile`) is saved as the module it wraps, without the ``module.``
@@ -53,6 +77,9 @@ def save_checkpoint(
         model: any `nn.Module`, an `fl.Graph` or not.
         optimizer: a `torch.optim.Optimizer` whose state to save.
         scheduler: a learning-rate scheduler (anything with ``state_dict()``).
+        monitor: an `fl.Monitor` whose history to keep; ``fl.load_checkpoint(...,
+            monitor=...)`` restores it into a new monitor. (Any other value is kept as
+            an extra named ``monitor``, as before this keyword existed.)
         **extra: data to keep with the checkpoint, returned by `load_checkpoint` as
             ``report.extra``: numbers, strings, ``None``, and lists, tuples and dicts
             of those. ``epoch=`` (an integer) is also recorded as the epoch.
@@ -94,24 +121,34 @@ def save_checkpoint(
             received=f"epoch={epoch!r} ({type(epoch).__name__})",
             fix="pass the epoch number as an int; other values can go in another extra",
         )
+    if monitor is not None and not callable(getattr(monitor, "_checkpoint_state", None)):
+        extra = {"monitor": monitor, **extra}  # an extra named "monitor", as it used to be
+        monitor = None
     try:
-        data = _pack(model, optimizer, scheduler, epoch, extra)
+        tensors, document = _capture(model, optimizer, scheduler, epoch, extra)
+        target = unwrap(model)
+        if isinstance(target, GraphCore):
+            history = export_history(target)
+            document["observation"] = encode(history, "the observation history", None)
+        if monitor is not None:
+            state = monitor._checkpoint_state()
+            document["monitor"] = encode(state, "the monitor's history", None)
     except CheckpointError as error:  # name the file in what the encoder found
         raise CheckpointError(
             error.problem, path=str(path), expected=error.expected,
             received=error.received, fix=error.fix,
         ) from None  # fmt: skip
-    write_atomically(path, data)
+    write_checkpoint(path, tensors, document)
 
 
-def _pack(
+def _capture(
     model: nn.Module,
     optimizer: Optimizer | None,
     scheduler: scheduler_state.Stateful | None,
     epoch: int | None,
     extra: dict[str, Any],
-) -> bytes:
-    """The bytes of the checkpoint file."""
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors to store (by stored name, not copied) and the document."""
     target = unwrap(model)
     tensors: dict[str, Tensor] = {}
     document: dict[str, Any] = {
@@ -130,7 +167,7 @@ def _pack(
         document["optimizer"] = optimizer_state.capture(optimizer, names, tensors)
     if scheduler is not None:
         document["scheduler"] = scheduler_state.capture(scheduler, tensors)
-    return pack(tensors, document)
+    return tensors, document
 
 
 def _capture_model(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Any]:
@@ -138,10 +175,18 @@ def _capture_model(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, An
     keys: list[str] = []
     objects: dict[str, Any] = {}
     for key, value in model.state_dict().items():
+        if key.startswith(NAMESPACE):
+            raise CheckpointError(
+                f"the model's state-dict key {key!r} starts with {NAMESPACE!r}, the names "
+                "flowdl keeps for the optimizer's and scheduler's state",
+                received=key,
+                fix="rename the submodule whose name starts with '__flowdl__'",
+            )
         if isinstance(value, Tensor):
-            tensors[MODEL_PREFIX + key] = value
+            tensors[key] = value
             keys.append(key)
         else:  # a module's get_extra_state()
             where = f"the model's state {key!r}"
-            objects[key] = encode(value, where, tensors, f"model-extra/{key}")
+            prefix = other_prefix("model-extra", FORMAT_VERSION)
+            objects[key] = encode(value, where, tensors, f"{prefix}/{key}")
     return {"tensors": keys, "objects": objects}

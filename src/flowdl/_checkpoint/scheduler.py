@@ -8,14 +8,16 @@ attributes are stored when they are data; anything else is a clear error at save
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from torch import Tensor
 
 from flowdl._checkpoint.encoding import decode, encode
 from flowdl._checkpoint.errors import CheckpointError, check_component
+from flowdl._checkpoint.layout import FORMAT_VERSION, other_prefix
 
-PREFIX = "scheduler"
+PREFIX = other_prefix("scheduler", FORMAT_VERSION)
 
 
 class Stateful(Protocol):
@@ -40,7 +42,7 @@ def capture(scheduler: Stateful, tensors: dict[str, Tensor]) -> dict[str, Any]:
 
 
 def prepare(
-    scheduler: Stateful, saved: dict[str, Any] | None, tensors: dict[str, Tensor], where: str
+    scheduler: Stateful, saved: dict[str, Any] | None, tensors: Mapping[str, Tensor], where: str
 ) -> dict[str, Any]:
     """Check that `saved` fits `scheduler`; return the state dict to load into it.
 

@@ -22,6 +22,7 @@ from flowdl._monitor.notebook import NotebookDisplay, in_notebook
 from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
+from flowdl._monitor.resume import monitor_state, prepare_restore
 from flowdl._monitor.sources import collect_metrics
 from flowdl._monitor.terminal import TerminalWriter, epoch_line, plain, summary_line
 from flowdl._web.assets import palette
@@ -373,6 +374,14 @@ class Monitor:
     def finished(self) -> bool:
         """Whether `finish` has been called."""
         return self._finished
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """The history `fl.save_checkpoint(..., monitor=self)` stores (`flowdl._monitor.resume`)."""
+        return monitor_state(self)
+
+    def _restore_checkpoint_state(self, state: object) -> Callable[[], None]:
+        """Check a stored history; return what restores it (for `fl.load_checkpoint`)."""
+        return prepare_restore(self, state)
 
     def _check_epoch(self, epoch: object, call: str) -> None:
         if self._finished:

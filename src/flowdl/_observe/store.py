@@ -117,6 +117,10 @@ class MetricStore:
 
     # ------------------------------------------------------------------ names
 
+    def remember(self, name: str) -> None:
+        """Know `name` (as if it had been buffered), without a value: for a restored run."""
+        self._known[name] = None
+
     def knows(self, name: str) -> bool:
         """Whether `name` was ever buffered or given a history (reset or not)."""
         return name in self._known
