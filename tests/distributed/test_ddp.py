@@ -393,7 +393,7 @@ def checkpoint_digest(path: Path) -> str:
     """The example's digest of the model tensors in a checkpoint, read independently."""
     tensors = safetensors.torch.load_file(path)
     sha = hashlib.sha256()
-    for key in sorted(k for k in tensors if k.startswith("model/")):
-        sha.update(key.removeprefix("model/").encode())
+    for key in sorted(k for k in tensors if not k.startswith("__flowdl__/")):
+        sha.update(key.encode())  # model tensors are stored under their state-dict names
         sha.update(tensors[key].numpy().tobytes())
     return sha.hexdigest()[:12]

@@ -18,9 +18,9 @@ from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.layout import DTYPES
 from flowdl._checkpoint.reader import Checkpoint, open_checkpoint
 from flowdl._checkpoint.report import LoadReport, Mismatch
-from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._checkpoint.restore import Plan, Tensors, apply
 from flowdl._checkpoint.save import Resumable
+from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._executor.core import GraphCore
 from flowdl._observe.history import check_history
 

@@ -16,8 +16,8 @@ from flowdl._checkpoint import scheduler as scheduler_state
 from flowdl._checkpoint.encoding import encode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
-from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._checkpoint.layout import FORMAT_VERSION, NAMESPACE, other_prefix
+from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._checkpoint.writer import write_checkpoint
 from flowdl._executor.core import GraphCore
 from flowdl._observe.history import export_history
