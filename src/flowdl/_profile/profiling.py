@@ -144,7 +144,8 @@ class Profiling(GraphCore):
 
         The hook runs at the end of the forward, after the state and the tagged
         values are updated; an exception it raises reaches the caller of the
-        forward. Hooks stay registered while profiling is off (they are not called
+        forward. Several hooks run in registration order; removing one leaves the
+        others. Hooks stay registered while profiling is off (they are not called
         then); copies of the graph start without them.
 
         Returns:
