@@ -18,6 +18,7 @@ from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.report import LoadReport, Mismatch
 from flowdl._checkpoint.save import MODEL_PREFIX
+from flowdl._log import logger
 
 _LISTED = 6
 
@@ -88,7 +89,9 @@ def load_checkpoint(
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_checkpoint() takes an nn.Module, received {type(model).__name__}")
     target = unwrap(model)
-    return load_into(path, target, optimizer, scheduler, strict, f"this {type(target).__name__}")
+    report = load_into(path, target, optimizer, scheduler, strict, f"this {type(target).__name__}")
+    logger("checkpoint").debug("loaded checkpoint %s: %d tensors loaded", path, len(report.loaded))
+    return report
 
 
 def load_into(

@@ -17,6 +17,7 @@ from flowdl._checkpoint.encoding import encode
 from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._files import write_atomically
+from flowdl._log import logger
 from flowdl._version import __version__
 
 MODEL_PREFIX = "model/"
@@ -100,6 +101,7 @@ def save_checkpoint(
             received=error.received, fix=error.fix,
         ) from None  # fmt: skip
     write_atomically(path, data)
+    logger("checkpoint").debug("saved checkpoint %s (%d bytes)", path, len(data))
 
 
 def _pack(

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
 from flowdl._executor.core import GraphCore
+from flowdl._log import logger
 from flowdl._observe.lookup import children_labels, expand_tags, not_a_tag, show_value
 from flowdl._observe.progress import Progress
 from flowdl._observe.reduce import Reduction, check_reduction, reduce_tagged, scalar_of
@@ -174,7 +175,8 @@ class Observation(Progress):
         """Show the current value of tags (default: all with a value): print, or the hooks.
 
         With hooks (`on_log`), calls each in registration order with
-        ``{tag: value}``. Without, prints one line to stderr, ``tag: value`` joined
+        ``{tag: value}``. Without, prints one line to stderr (and logs it at INFO
+        on the ``flowdl.observe`` logger), ``tag: value`` joined
         by ``" | "``, tags sorted; a tensor with several elements shows its mean and
         shape. Nothing happens when none of the tags has a value.
 
@@ -201,6 +203,7 @@ class Observation(Progress):
             return
         line = " | ".join(f"{tag}: {show_value(values[tag])}" for tag in sorted(values))
         print(line, file=sys.stderr)
+        logger("observe").info("%s", line)
 
     def on_log(self, hook: LogHook | None) -> RemovableHandle:
         """Send `log` to ``hook({tag: value})`` instead of stderr.
