@@ -19,6 +19,7 @@ from flowdl._format import format_duration
 from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
+from flowdl._monitor.numbering import EpochNumbering
 from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
@@ -107,6 +108,7 @@ class Monitor:
         self._sampler = ResourceSampler() if resources else None
         self._eta = EtaEstimator()
         self._records: list[EpochRecord] = []
+        self._numbering = EpochNumbering(total_epochs)
         self._hub = EventHub()
         self._server: DashboardServer | None = None
         self._graph_version = 0
@@ -129,9 +131,11 @@ class Monitor:
         """Record epoch `epoch` and print its line.
 
         Args:
-            epoch: the epoch just finished, from 1 to `total_epochs`, larger than
-                the previously logged one (gaps are fine: the ETA spreads the time
-                since the previous log over the epochs in between).
+            epoch: the epoch just finished, larger than the previously logged one
+                (gaps are fine: the ETA spreads the time since the previous log over
+                the epochs in between). Epochs count from 0 (``range(epochs)``) or
+                from 1, as the first epoch logged says; either way they are shown
+                and stored 1-based (see `flowdl._monitor.numbering`).
             *sources: where the metrics come from, merged in order: dicts
                 ``{name: number or one-element tensor}`` and objects with a
                 ``latest_metrics()`` method (an `fl.Graph`).
@@ -146,6 +150,7 @@ class Monitor:
         now = self._clock()
         self._check_epoch(epoch, call)
         metrics = collect_metrics(sources, call)
+        epoch = self._numbering.shown(epoch, call)  # 1-based from here on
         resources = self._sampler.sample() if self._sampler is not None else {}
         duration = now - self._last_time
         previous = self._records[-1].epoch if self._records else epoch - 1
@@ -328,7 +333,8 @@ class Monitor:
 
         The header is ``epoch,duration_s,elapsed_s,eta_s``, the metrics in the order
         they first appeared, then the resource figures; a figure missing from an
-        epoch is an empty cell.
+        epoch is an empty cell. The ``epoch`` column is 1-based whichever way the
+        run counts (a run logging epochs 0, 1, 2 writes 1, 2, 3), as the lines show.
 
         Args:
             path: the CSV file; its folder must exist. Written atomically.
@@ -369,31 +375,6 @@ class Monitor:
                 render_message(
                     "the monitor has finished; it logs no more epochs",
                     [("at", call), ("fix", "create a new fl.Monitor for a new run")],
-                )
-            )
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise TypeError(
-                render_message(
-                    "the epoch must be an int",
-                    [("at", call), ("expected", "1, 2, ..."), ("received", type(epoch).__name__)],
-                )
-            )
-        previous = self._records[-1].epoch if self._records else 0
-        if not previous < epoch <= self.total_epochs:
-            raise ValueError(
-                render_message(
-                    f"epoch {epoch} is out of order",
-                    [
-                        ("at", call),
-                        (
-                            "expected",
-                            f"an epoch from {previous + 1} to {self.total_epochs} "
-                            f"(the last logged is {previous or 'none'}; "
-                            f"the monitor was created for {self.total_epochs})",
-                        ),
-                        ("received", str(epoch)),
-                        ("fix", "log each epoch once, numbered from 1"),
-                    ],
                 )
             )
 
