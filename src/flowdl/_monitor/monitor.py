@@ -7,6 +7,7 @@ import datetime
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +25,7 @@ from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
 from flowdl._monitor.sources import collect_metrics
+from flowdl._monitor.tensorboard import EpochSink, ToTensorBoard
 from flowdl._monitor.terminal import TerminalWriter, epoch_line, plain, summary_line
 from flowdl._web.assets import palette
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from flowdl._monitor.server import DashboardServer
 
 
-class Monitor:
+class Monitor(ToTensorBoard):
     """Follows a training run: one line per epoch, a live dashboard, CSV and HTML exports.
 
     Create it just before the training loop (its clock starts then) and call
@@ -114,6 +116,8 @@ class Monitor:
         self._graph_version = 0
         self._finished = False
         self._lock = threading.Lock()
+        self._sinks: OrderedDict[int, EpochSink] = OrderedDict()  # to_tensorboard
+        self._watched: object | None = None
         self._started = clock()
         self._last_time = self._started
         self._hub.set_meta(
@@ -168,6 +172,8 @@ class Monitor:
             self._last_time = now
         self._hub.add_epoch(record.event(self.total_epochs))
         self._writer.write(epoch_line(record, self.total_epochs))
+        for sink in list(self._sinks.values()):
+            sink.write_epoch(record, sources)
 
     def watch(self, graph: object) -> None:
         """Show `graph`'s drawing on the dashboard (call again to update it).
@@ -200,6 +206,7 @@ class Monitor:
                     data["svg_data_url"] = "data:image/svg+xml;base64," + encoded
                 else:
                     data["message"] = f"svg() returned {type(svg).__name__}, not SVG text"
+        self._watched = graph
         self._graph_version += 1
         data["version"] = str(self._graph_version)
         self._hub.set_graph(data)
@@ -221,6 +228,8 @@ class Monitor:
         self._writer.write(segments)
         if self._server is not None:
             self._server.close()
+        for sink in list(self._sinks.values()):
+            sink.close()
 
     def __enter__(self) -> Monitor:
         return self
