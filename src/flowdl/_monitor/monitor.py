@@ -25,6 +25,7 @@ from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
 from flowdl._monitor.sources import collect_metrics
+from flowdl._monitor.step_bar import StepBars
 from flowdl._monitor.tensorboard import EpochSink, ToTensorBoard
 from flowdl._monitor.terminal import TerminalWriter, epoch_line, plain, summary_line
 from flowdl._web.assets import palette
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from flowdl._monitor.server import DashboardServer
 
 
-class Monitor(ToTensorBoard):
+class Monitor(ToTensorBoard, StepBars):
     """Follows a training run: one line per epoch, a live dashboard, CSV and HTML exports.
 
     Create it just before the training loop (its clock starts then) and call
@@ -51,6 +52,8 @@ class Monitor(ToTensorBoard):
         color: ``True`` to style lines, ``False`` for plain text, ``None`` (default)
             to style only on a terminal.
         resources: sample CPU, RAM and (on CUDA) GPU memory at every `log`.
+        progress: the step bar of `steps`: ``None`` (default) draws it on a
+            terminal only, ``False`` never, ``True`` whenever lines are styled.
         clock: the function giving the time in seconds (``time.monotonic``); a test
             or a replay can pass its own.
 
@@ -80,6 +83,7 @@ class Monitor(ToTensorBoard):
         color: bool | None = None,
         resources: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        progress: bool | None = None,
     ) -> None:
         if isinstance(total_epochs, bool) or not isinstance(total_epochs, int):
             raise TypeError(
@@ -118,6 +122,8 @@ class Monitor(ToTensorBoard):
         self._lock = threading.Lock()
         self._sinks: OrderedDict[int, EpochSink] = OrderedDict()  # to_tensorboard
         self._watched: object | None = None
+        self._progress_option = progress  # the step bar (Monitor.steps)
+        self._step_counts: list[int] = []
         self._started = clock()
         self._last_time = self._started
         self._hub.set_meta(

@@ -135,6 +135,11 @@ class TerminalWriter:
 
         console.print(Text.assemble(*segments), soft_wrap=True, highlight=False)
 
+    def console(self) -> Console | None:
+        """The rich console of the current stream, or ``None`` when lines are plain."""
+        stream = self._output if self._output is not None else sys.stdout
+        return self._console_for(stream)
+
     def styled(self) -> bool:
         """Whether lines are styled by rich on the current stream."""
         stream = self._output if self._output is not None else sys.stdout
