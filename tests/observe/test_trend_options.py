@@ -116,3 +116,10 @@ def test_groups_take_the_same_options() -> None:
         empty.all_improving(mode="down")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="tolerance"):
         empty.any_converged(0, float("nan"), relative=True)
+
+
+def test_subnormal_histories_keep_their_direction() -> None:
+    # 5e-324 / 2 rounds to 0: the centred sums once lost the whole slope (hypothesis found it)
+    assert fl.Trend([5e-324, 0.0]).slope() == -5e-324
+    assert fl.Trend([5e-324, 0.0]).improving()
+    assert fl.Trend([0.0, 5e-324]).improving(mode="max")

@@ -102,10 +102,15 @@ def least_squares_slope(values: Sequence[float]) -> float:
     n = len(values)
     if n < 2:
         return 0.0
+    # Subnormal values lose their last bits in the centring (5e-324 / 2 is 0): work on
+    # them scaled up by a power of two, which is exact, and scale the slope back.
+    largest = max(abs(y) for y in values)
+    scale = 2.0**600 if 0 < largest < 2.0**-900 else 1.0
     center_x = (n - 1) / 2
-    center_y = exact_sum(values) / n
+    center_y = exact_sum(y * scale for y in values) / n
     spread_x = n * (n * n - 1) / 12  # Σ(x - x̄)² for x = 0..n-1, exactly
-    return exact_sum((x - center_x) * (y - center_y) for x, y in enumerate(values)) / spread_x
+    centred = exact_sum((x - center_x) * (y * scale - center_y) for x, y in enumerate(values))
+    return centred / spread_x / scale
 
 
 def population_variance(values: Sequence[float]) -> float:
