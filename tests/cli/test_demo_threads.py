@@ -7,8 +7,14 @@ import io
 import pytest
 import torch
 
-from flowdl._cli import main
+from flowdl._cli import demo, main
 from flowdl._cli.demo import run_demo
+
+
+@pytest.fixture(autouse=True)
+def small_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One short epoch is enough to see the threads: 100 samples instead of 1000."""
+    monkeypatch.setattr(demo, "TRAIN_SAMPLES", 100)
 
 
 @pytest.mark.parametrize(
