@@ -1,10 +1,11 @@
 """Instructions per forward of a tiny graph, counted by valgrind's callgrind, before and after
 a change to the executor's loop (noise-free, unlike timings on a shared machine).
 
-For each variant (the current ``run_plan``, and the ``run_plan`` of the git revision
-``--before``, swapped in), Python runs the graph's forward ``--calls`` times and 0
-times after 50 warm-up calls, under ``valgrind --tool=callgrind`` with
-``PYTHONHASHSEED=0`` and the garbage collector off; the difference of the two totals
+For each variant (the working tree's ``run_plan`` and the ``run_plan`` of the git
+revision ``--before``, both loaded from their source the same way and swapped in),
+Python runs the graph's forward ``--calls`` times and 0 times after 50 warm-up calls,
+under ``valgrind --tool=callgrind`` with ``PYTHONHASHSEED=0`` and the garbage
+collector off; the difference of the two totals
 over ``--calls`` is the forward's count. The graphs: ``fl.Flow(torch.relu)`` (one
 node) and a chain of four ``nn.Identity``, forward under ``no_grad``, one thread.
 
@@ -35,8 +36,9 @@ def child(variant: str, before: str, calls: int, graph_name: str) -> None:
     from profiler_check_cost import run_plan_at
 
     torch.set_num_threads(1)
-    if variant == "before":
-        core.run_plan = run_plan_at(before)  # type: ignore[attr-defined]
+    # both variants loaded the same way (see run_plan_at), so only the code differs
+    runner = run_plan_at(before if variant == "before" else None)
+    core.run_plan = runner  # type: ignore[attr-defined]
     if graph_name == "relu":
         g = fl.Flow(torch.relu).build()
     else:

@@ -33,18 +33,23 @@ from flowdl._bench.stats import Summary
 from flowdl._executor import core, steps
 
 
-def run_plan_at(revision: str) -> Callable[..., None]:
-    """`run_plan` as `revision` of ``steps.py`` wrote it (read with ``git show``)."""
+def run_plan_at(revision: str | None) -> Callable[..., None]:
+    """`run_plan` as `revision` of ``steps.py`` wrote it (read with ``git show``), or as
+    the working tree has it (``None``); both are loaded the same way, so only the code
+    differs."""
     root = Path(__file__).resolve().parent.parent
-    source = subprocess.run(
-        ["git", "show", f"{revision}:src/flowdl/_executor/steps.py"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    if revision is None:
+        source = (root / "src" / "flowdl" / "_executor" / "steps.py").read_text()
+    else:
+        source = subprocess.run(
+            ["git", "show", f"{revision}:src/flowdl/_executor/steps.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     module = types.ModuleType("steps_before")
-    exec(compile(source, f"{revision}:steps.py", "exec"), module.__dict__)
+    exec(compile(source, f"{revision or 'worktree'}:steps.py", "exec"), module.__dict__)
     function: Callable[..., None] = module.run_plan
     return function
 
@@ -74,7 +79,7 @@ def main() -> None:
         flow = flow.through(module)
     g = flow.build()
     x = torch.randn(8, args.width)
-    before, after = run_plan_at(args.before), steps.run_plan
+    before, after = run_plan_at(args.before), run_plan_at(None)
     with torch.no_grad():
         want = sequential(x)
         for plan_runner in (before, after):
@@ -98,7 +103,7 @@ def main() -> None:
         "graph, run_plan now (profiler check)": arm(g, after),
     }
     times = interleave(arms, args.rounds, warmup=1, device=torch.device("cpu"))
-    core.run_plan = after  # type: ignore[attr-defined]
+    core.run_plan = steps.run_plan  # type: ignore[attr-defined]
     per_call = {name: [t / args.calls_per_round * 1e6 for t in ts] for name, ts in times.items()}
     kind = "nn.Identity" if args.identity else f"Linear({args.width}, {args.width}) / ReLU"
     print(f"# {args.layers} layers ({kind}), batch 8, forward under no_grad, 1 thread")
