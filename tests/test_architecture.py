@@ -31,6 +31,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "flowdl._format",
             "flowdl._files",
             "flowdl._eta",
+            "flowdl._log",
             "flowdl._context",
             "flowdl.protocols",
         ),

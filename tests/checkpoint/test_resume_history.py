@@ -164,3 +164,23 @@ def test_an_extra_named_monitor_still_saves_as_an_extra(tmp_path: Path) -> None:
     path = tmp_path / "x.safetensors"
     fl.save_checkpoint(path, build(), monitor="tensorboard")  # type: ignore[arg-type]
     assert fl.checkpoint_info(path).extra == {"monitor": "tensorboard"}
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_a_resumed_monitor_goes_on_counting_as_the_run_did(tmp_path: Path, first: int) -> None:
+    # range(epochs) or range(1, epochs + 1): the resumed monitor must take the next epoch
+    # in the same numbering, and refuse one already logged.
+    path = tmp_path / "m.safetensors"
+    before = fl.Monitor(4, output=io.StringIO(), resources=False)
+    before.log(first, {"loss": 1.0})
+    before.log(first + 1, {"loss": 0.5})
+    fl.save_checkpoint(path, build(), monitor=before)
+    after = fl.Monitor(4, output=io.StringIO(), resources=False)
+    fl.load_checkpoint(path, build(), monitor=after)
+    with pytest.raises(ValueError, match="out of order"):
+        after.log(first + 1, {"loss": 0.4})
+    after.log(first + 2, {"loss": 0.25})
+    assert [r["epoch"] for r in after.history] == [1, 2, 3]
+    after.log(first + 3, {"loss": 0.125})
+    with pytest.raises(ValueError, match="out of order"):
+        after.log(first + 4, {"loss": 0.1})

@@ -123,6 +123,7 @@ def test_python_dash_m_flowdl_demo(tmp_path: Path) -> None:
     assert "fl.Flow(Linear(in_features=2, out_features=32, bias=True))" in done.stdout
     assert f"wrote into {tmp_path}/:" in done.stdout
     assert all((tmp_path / name).is_file() for name in OUTPUTS)
+    assert "CPU threads: 1 (a model this small runs fastest on few threads" in done.stdout
 
 
 def test_demo_dashboard_stays_up_until_the_run_is_looked_at(tmp_path: Path) -> None:

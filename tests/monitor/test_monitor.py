@@ -80,8 +80,10 @@ def test_bad_sources_are_explained(source: object, error: type[Exception], words
 @pytest.mark.parametrize(
     ("epochs", "words"),
     [
-        ((0,), "epoch 0 is out of order"),
+        ((-1,), "epoch -1 is out of order"),
         ((6,), "epoch 6 is out of order"),
+        ((1, 0), "epoch 0 is out of order"),
+        ((0, 5), "an epoch from 1 to 4 (this run counts from 0"),
         ((2, 2), "epoch 2 is out of order"),
         ((3, 1), "an epoch from 4 to 5"),
     ],

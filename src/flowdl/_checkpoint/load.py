@@ -22,6 +22,7 @@ from flowdl._checkpoint.restore import Plan, Tensors, apply
 from flowdl._checkpoint.save import Resumable
 from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._executor.core import GraphCore
+from flowdl._log import logger
 from flowdl._observe.history import check_history
 
 _LISTED = 6
@@ -111,7 +112,9 @@ def load_checkpoint(
     refuse_sharded(model, path, "load")  # FSDP2 / DTensor: fl.load_sharded_checkpoint
     target = unwrap(model)
     described = f"this {type(target).__name__}"
-    return load_into(path, target, optimizer, scheduler, strict, described, monitor)
+    report = load_into(path, target, optimizer, scheduler, strict, described, monitor)
+    logger("checkpoint").debug("loaded checkpoint %s: %d tensors loaded", path, len(report.loaded))
+    return report
 
 
 def load_into(

@@ -20,6 +20,7 @@ from flowdl._checkpoint.layout import FORMAT_VERSION, NAMESPACE, other_prefix
 from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._checkpoint.writer import write_checkpoint
 from flowdl._executor.core import GraphCore
+from flowdl._log import logger
 from flowdl._observe.history import export_history
 from flowdl._version import __version__
 
@@ -139,6 +140,7 @@ def save_checkpoint(
             received=error.received, fix=error.fix,
         ) from None  # fmt: skip
     write_checkpoint(path, tensors, document)
+    logger("checkpoint").debug("saved checkpoint %s (%d tensors)", path, len(tensors))
 
 
 def _capture(

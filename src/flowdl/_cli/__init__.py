@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for the outputs (default: ./flowdl-demo)",
     )
     demo.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for PyTorch (default: 1, fastest for the demo's tiny model; "
+        "0 keeps PyTorch's own count)",
+    )
+    demo.add_argument(
         "--dashboard",
         action="store_true",
         help="serve the live dashboard on 127.0.0.1 (prints its URL) and keep it up "
@@ -66,12 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.epochs < 1:
             parser.error(f"--epochs must be at least 1, got {args.epochs}")
+        if args.threads < 0:
+            parser.error(
+                f"--threads must be at least 1 (or 0 for PyTorch's count), got {args.threads}"
+            )
         result = run_demo(
             epochs=args.epochs,
             seed=args.seed,
             out=args.out,
             dashboard=args.dashboard,
             linger=_wait_for_enter,
+            threads=args.threads or None,
         )
         return 0 if result.learned else 1
     if args.command == "bench":

@@ -9,6 +9,9 @@ answer for:
 - the loss of every batch is recorded on the graph (``g.record``) and flushed once per
   epoch into a trend (``g.flush``), and the trend decides: a stalled validation loss
   halves the learning rate, a converged one stops training;
+- it runs on one CPU thread unless told otherwise (``--threads``): the model is so
+  small that more threads only add synchronisation, and on a busy machine they wait
+  for each other's cores;
 - `fl.Monitor` prints one line per epoch (and serves the live dashboard with
   ``--dashboard``);
 - at the end the demo writes into the output folder the drawing of the model (DOT, and
@@ -20,7 +23,6 @@ answer for:
 from __future__ import annotations
 
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -44,9 +46,13 @@ BATCH = 50
 WIDTH = 32
 STALL_WINDOW = 5
 STALL_SLOPE = 0.03
-"""Stalled: over the last 5 epochs the validation loss moves by under 3 % of its mean per epoch."""
+"""Stalled: over the last 5 epochs the validation loss moves by under 3 % of its mean per
+epoch (``trend.stalled(5, 0.03, relative=True)``)."""
 CONVERGED_SPREAD = 0.05
-"""Converged: over the last 5 epochs its standard deviation is under 5 % of its mean."""
+"""Converged: over the last 5 epochs its standard deviation is under 5 % of its mean
+(``trend.converged(5, 0.05, relative=True)``)."""
+THREADS = 1
+"""The demo's CPU threads by default: its model is tiny (see the module docstring)."""
 
 
 @dataclass
@@ -126,14 +132,38 @@ def run_demo(
     dashboard: bool = False,
     stream: TextIO | None = None,
     linger: Callable[[str], object] | None = None,
+    threads: int | None = THREADS,
 ) -> DemoResult:
     """Train the demo model, write its outputs into `out` (if given); report on `stream`.
 
     With `dashboard`, the monitor serves the live dashboard on 127.0.0.1 (it prints the
     URL) and, once training is over, `linger(url)` is called before the server shuts
     down: the command line waits there for Enter, so the finished run can be looked at.
+    The run uses `threads` CPU threads (``torch.set_num_threads``; ``None`` keeps
+    PyTorch's count) and restores the previous count when it ends.
     """
     stream = sys.stdout if stream is None else stream
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"the demo needs at least one thread; received threads={threads}")
+        torch.set_num_threads(threads)
+    try:
+        return _run(epochs, seed, out, dashboard, stream, linger, threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(
+    epochs: int,
+    seed: int,
+    out: Path | None,
+    dashboard: bool,
+    stream: TextIO,
+    linger: Callable[[str], object] | None,
+    threads: int | None,
+) -> DemoResult:
+    """`run_demo` with the thread count set."""
 
     def say(text: str) -> None:
         print(text, file=stream, flush=True)
@@ -147,6 +177,15 @@ def run_demo(
     n_params = sum(p.numel() for p in model.parameters())
     say(f"flowdl {fl.__version__} demo: learn [a, b] -> [a + b, a * b]")
     say(f"model ({n_params:,} parameters):\n{model}")
+    count = torch.get_num_threads()
+    why = (
+        "PyTorch's default; --threads N to change"
+        if threads is None
+        else "a model this small runs fastest on few threads; --threads N to change"
+        if threads == THREADS
+        else "as asked"
+    )
+    say(f"CPU threads: {count} ({why})")
 
     monitor = fl.Monitor(epochs, title="flowdl demo", output=stream, color=False)
     losses: list[float] = []
@@ -179,13 +218,12 @@ def run_demo(
             since_change += 1
             if since_change < STALL_WINDOW:  # judge a learning rate on its own epochs only
                 continue
-            scale = statistics.fmean(trend.window(STALL_WINDOW))
-            if trend.converged(STALL_WINDOW, (CONVERGED_SPREAD * scale) ** 2):
+            if trend.converged(STALL_WINDOW, CONVERGED_SPREAD, relative=True):
                 stopped_at = epoch
                 model.mark("val_loss converged: stop")  # drawn on the curves page
                 say(f"epoch {epoch}: the validation loss converged; stopping")
                 break
-            if trend.stalled(STALL_WINDOW, STALL_SLOPE * scale):
+            if trend.stalled(STALL_WINDOW, STALL_SLOPE, relative=True):
                 for group in optimizer.param_groups:
                     group["lr"] = lr / 2
                 lr_changes.append((epoch, lr / 2))
@@ -236,7 +274,8 @@ def write_outputs(
     written("the model's drawing as Graphviz DOT text", dot_file)
     x_val, y_val = validation
     model.enable_profiling()
-    validation_loss(model, x_val, y_val)  # one profiled forward for the heat map
+    for _ in range(10):  # the heat map draws the median of the last 10 profiled forwards
+        validation_loss(model, x_val, y_val)
     monitor.watch(model, profile=True)  # the saved dashboard: node times and shapes
     if shutil.which("dot") is None:
         files["(no SVG drawings: Graphviz is not installed; apt-get install graphviz)"] = dot_file
@@ -245,7 +284,8 @@ def write_outputs(
         written("the model drawn (SVG)", out / "model.svg")
         model.svg(out / "model-profile.svg", profile=True)
         written(
-            "the model as a heat map of one forward's node times (SVG)", out / "model-profile.svg"
+            "the model as a heat map of node times, median of 10 forwards (SVG)",
+            out / "model-profile.svg",
         )
     model.disable_profiling()
     written("the training curves (offline HTML page)", model.plot_html(out / "curves.html"))

@@ -37,7 +37,8 @@ def render_dot(graph: GraphCore, depth: int | None, profile: Profile | None) -> 
     }
     title = [f"Graph {graph.label!r}"] if graph.label is not None else []
     if profile is not None:
-        title.append(f"Forward: {format_precise_duration(profile.total_seconds)}")
+        runs = f" (median of {profile.runs} runs)" if profile.runs > 1 else ""
+        title.append(f"Forward: {format_precise_duration(profile.total_seconds)}{runs}")
     if title:
         graph_attributes.update({"label": label(title), "labelloc": "t", "fontsize": "14"})
     writer.defaults("graph", graph_attributes)

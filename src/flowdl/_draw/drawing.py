@@ -10,7 +10,7 @@ from flowdl._draw.svg import GraphvizError, render_svg
 from flowdl._errors import GraphError
 from flowdl._files import write_text_atomic
 from flowdl._profile.profile import Profile
-from flowdl._profile.profiling import Profiling
+from flowdl._profile.profiling import HEAT_MAP_RUNS, Profiling
 
 __all__ = ["Drawing"]
 
@@ -27,10 +27,12 @@ class Drawing(Profiling):
         """The graph as Graphviz DOT text; needs nothing installed.
 
         Args:
-            profile: ``True`` to colour the nodes by their time in the last
-                profiled forward (green to red), with level times and parallelism
-                on the level boxes and the total in the title; or a `fl.Profile`
-                (from `on_profile`, say) to draw that one.
+            profile: ``True`` to colour the nodes by their time (green to red):
+                the median of the last profiled forwards, up to 10
+                (``profile(runs=...)``), so one forward's scheduler noise does not
+                paint a node red; level times and parallelism on the level boxes
+                and the total in the title. Or a `fl.Profile` (from
+                ``profile(runs=N)`` or `on_profile`, say) to draw that one.
             depth: how many levels of nested graphs to draw open; ``0`` draws
                 each nested graph as one box, ``None`` (the default) opens all.
 
@@ -130,7 +132,7 @@ class Drawing(Profiling):
                 )
             return profile
         if profile is True:
-            last = self.profile()
+            last = self.profile(runs=max(1, min(HEAT_MAP_RUNS, self.profiled_runs)))
             if last is None:
                 raise GraphError(
                     "there is no profile to draw",

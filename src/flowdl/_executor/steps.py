@@ -7,7 +7,13 @@ The loops here are the only code that runs steps:
   one; in fast mode it hands over to `run_fast`;
 - `run_fast`: fast mode, compiled segments and the dynamic steps between them;
 - `run_profiled`: the eager loop with a clock mark around every step and level;
-- `run_steps`: the bare loop, inside compiled segments and inlined nested graphs.
+- `run_steps`: the bare loop, inside compiled segments and inlined nested graphs;
+- `run_recorded`: the eager loop with each step inside
+  ``torch.profiler.record_function(<node path>)``, run instead of the hot loop while a
+  torch profiler is active, so its traces name flowdl's nodes.
+
+Whether a torch profiler is active is one read of the flag torch keeps for that
+purpose (``torch.autograd.profiler._is_profiler_enabled``) per forward, not per step.
 
 The hot loop (`run_plan` without a context) spells the step out inline, over the plan's
 plain-tuple steps (`Plan.hot_steps`): a function call per step, or unpacking a
@@ -20,8 +26,11 @@ error naming the node.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any, NoReturn, Protocol
 
+import torch
+import torch.autograd.profiler
 from torch import Tensor
 
 from flowdl._context import Context
@@ -35,9 +44,24 @@ __all__ = [
     "run_fast",
     "run_plan",
     "run_profiled",
+    "run_recorded",
     "run_step",
     "run_steps",
 ]
+
+
+# torch's own "is a profiler on" flag, read once per forward; a torch without it
+# (the name is private) never records node names rather than failing every forward.
+_TORCH_PROFILER: Any = (
+    torch.autograd.profiler
+    if isinstance(getattr(torch.autograd.profiler, "_is_profiler_enabled", None), bool)
+    else SimpleNamespace(_is_profiler_enabled=False)
+)
+
+
+def torch_profiler_active() -> bool:
+    """Whether a torch profiler (``torch.profiler.profile``) is recording now."""
+    return bool(_TORCH_PROFILER._is_profiler_enabled)
 
 
 class CompiledRun(Protocol):
@@ -113,6 +137,9 @@ def run_plan(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
     if fast is not None:
         run_fast(graph, fast, vals, ctx)
         return
+    if _TORCH_PROFILER._is_profiler_enabled and not torch.compiler.is_compiling():
+        run_recorded(graph, vals, ctx)
+        return
     i = -1
     try:
         if ctx is None:
@@ -169,6 +196,29 @@ def run_fast(
         graph._step_failed(vals, i, error)
 
 
+def step_names(graph: PlanRunner) -> list[str]:
+    """The name each step is recorded under in a torch profiler's trace: the node's path,
+    ``label.node_id`` in a labelled graph (``encoder.Linear_0``), else the node's id."""
+    label = getattr(graph, "label", None)
+    prefix = f"{label}." if isinstance(label, str) and label else ""
+    return [prefix + node.id for node in graph._plan.step_nodes]
+
+
+def run_recorded(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
+    """The eager loop, each step inside ``record_function(<node path>)`` (`step_names`)."""
+    record = torch.autograd.profiler.record_function
+    i = -1
+    try:
+        for step, name in zip(graph._plan.steps, step_names(graph), strict=True):
+            i = step.index
+            if ctx is not None:
+                ctx.check()
+            with record(name):
+                run_step(step, vals)
+    except BaseException as error:
+        graph._step_failed(vals, i, error)
+
+
 Marks = tuple[int, int, list[tuple[int, int]], list[tuple[int, int]], list[Any]]
 """What `run_profiled` marked: first and last mark, level marks, step marks, output shapes."""
 
@@ -188,6 +238,8 @@ def run_profiled(
         output is not a tensor).
     """
     steps = graph._plan.steps
+    names = step_names(graph) if _TORCH_PROFILER._is_profiler_enabled else None
+    record = torch.autograd.profiler.record_function
     level_marks: list[tuple[int, int]] = []
     step_marks: list[tuple[int, int]] = []
     shapes: list[Any] = []
@@ -201,7 +253,11 @@ def run_profiled(
                     ctx.check()
                 step = steps[i]
                 start = mark()
-                run_step(step, vals)
+                if names is None:
+                    run_step(step, vals)
+                else:
+                    with record(names[i]):
+                        run_step(step, vals)
                 step_marks.append((start, mark()))
                 value = vals[step.out]
                 shapes.append(tuple(value.shape) if isinstance(value, Tensor) else None)

@@ -6,6 +6,7 @@ import datetime
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -19,11 +20,14 @@ from flowdl._monitor.addresses import is_loopback
 from flowdl._monitor.export import csv_text
 from flowdl._monitor.hub import EventHub
 from flowdl._monitor.notebook import NotebookDisplay, in_notebook
+from flowdl._monitor.numbering import EpochNumbering
 from flowdl._monitor.page import dashboard_page
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import ResourceSampler
 from flowdl._monitor.resume import monitor_state, prepare_restore
 from flowdl._monitor.sources import collect_metrics
+from flowdl._monitor.step_bar import StepBars
+from flowdl._monitor.tensorboard import EpochSink, ToTensorBoard
 from flowdl._monitor.terminal import TerminalWriter, epoch_line, plain, summary_line
 from flowdl._web.assets import palette
 
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from flowdl._monitor.server import DashboardServer
 
 
-class Monitor:
+class Monitor(ToTensorBoard, StepBars):
     """Follows a training run: one line per epoch, a live dashboard, CSV and HTML exports.
 
     Create it just before the training loop (its clock starts then) and call
@@ -49,6 +53,8 @@ class Monitor:
         color: ``True`` to style lines, ``False`` for plain text, ``None`` (default)
             to style only on a terminal.
         resources: sample CPU, RAM and (on CUDA) GPU memory at every `log`.
+        progress: the step bar of `steps`: ``None`` (default) draws it on a
+            terminal only, ``False`` never, ``True`` whenever lines are styled.
         clock: the function giving the time in seconds (``time.monotonic``); a test
             or a replay can pass its own.
 
@@ -78,6 +84,7 @@ class Monitor:
         color: bool | None = None,
         resources: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        progress: bool | None = None,
     ) -> None:
         if isinstance(total_epochs, bool) or not isinstance(total_epochs, int):
             raise TypeError(
@@ -108,11 +115,16 @@ class Monitor:
         self._sampler = ResourceSampler() if resources else None
         self._eta = EtaEstimator()
         self._records: list[EpochRecord] = []
+        self._numbering = EpochNumbering(total_epochs)
         self._hub = EventHub()
         self._server: DashboardServer | None = None
         self._graph_version = 0
         self._finished = False
         self._lock = threading.Lock()
+        self._sinks: OrderedDict[int, EpochSink] = OrderedDict()  # to_tensorboard
+        self._watched: object | None = None
+        self._progress_option = progress  # the step bar (Monitor.steps)
+        self._step_counts: list[int] = []
         self._started = clock()
         self._last_time = self._started
         # in Jupyter: a live chart and line in the cell, no server needed
@@ -132,9 +144,11 @@ class Monitor:
         """Record epoch `epoch` and print its line.
 
         Args:
-            epoch: the epoch just finished, from 1 to `total_epochs`, larger than
-                the previously logged one (gaps are fine: the ETA spreads the time
-                since the previous log over the epochs in between).
+            epoch: the epoch just finished, larger than the previously logged one
+                (gaps are fine: the ETA spreads the time since the previous log over
+                the epochs in between). Epochs count from 0 (``range(epochs)``) or
+                from 1, as the first epoch logged says; either way they are shown
+                and stored 1-based (see `flowdl._monitor.numbering`).
             *sources: where the metrics come from, merged in order: dicts
                 ``{name: number or one-element tensor}`` and objects with a
                 ``latest_metrics()`` method (an `fl.Graph`).
@@ -149,6 +163,7 @@ class Monitor:
         now = self._clock()
         self._check_epoch(epoch, call)
         metrics = collect_metrics(sources, call)
+        epoch = self._numbering.shown(epoch, call)  # 1-based from here on
         resources = self._sampler.sample() if self._sampler is not None else {}
         duration = now - self._last_time
         previous = self._records[-1].epoch if self._records else epoch - 1
@@ -169,6 +184,8 @@ class Monitor:
         self._writer.write(line)
         if self._notebook is not None:
             self._notebook.show(self._records, plain(line))
+        for sink in list(self._sinks.values()):
+            sink.write_epoch(record, sources)
 
     def watch(self, graph: object, *, profile: bool = False) -> None:
         """Show `graph`'s drawing on the dashboard (call again to update it).
@@ -205,6 +222,7 @@ class Monitor:
                     data["svg"] = svg[svg.index("<svg") :]  # the page sanitises it
                 else:
                     data["message"] = f"svg() returned {type(svg).__name__}, not SVG text"
+        self._watched = graph
         self._graph_version += 1
         data["version"] = str(self._graph_version)
         self._hub.set_graph(data)
@@ -228,6 +246,8 @@ class Monitor:
             self._notebook.show(self._records, plain(segments))
         if self._server is not None:
             self._server.close()
+        for sink in list(self._sinks.values()):
+            sink.close()
 
     def __enter__(self) -> Monitor:
         return self
@@ -340,7 +360,8 @@ class Monitor:
 
         The header is ``epoch,duration_s,elapsed_s,eta_s``, the metrics in the order
         they first appeared, then the resource figures; a figure missing from an
-        epoch is an empty cell.
+        epoch is an empty cell. The ``epoch`` column is 1-based whichever way the
+        run counts (a run logging epochs 0, 1, 2 writes 1, 2, 3), as the lines show.
 
         Args:
             path: the CSV file; its folder must exist. Written atomically.
@@ -389,31 +410,6 @@ class Monitor:
                 render_message(
                     "the monitor has finished; it logs no more epochs",
                     [("at", call), ("fix", "create a new fl.Monitor for a new run")],
-                )
-            )
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise TypeError(
-                render_message(
-                    "the epoch must be an int",
-                    [("at", call), ("expected", "1, 2, ..."), ("received", type(epoch).__name__)],
-                )
-            )
-        previous = self._records[-1].epoch if self._records else 0
-        if not previous < epoch <= self.total_epochs:
-            raise ValueError(
-                render_message(
-                    f"epoch {epoch} is out of order",
-                    [
-                        ("at", call),
-                        (
-                            "expected",
-                            f"an epoch from {previous + 1} to {self.total_epochs} "
-                            f"(the last logged is {previous or 'none'}; "
-                            f"the monitor was created for {self.total_epochs})",
-                        ),
-                        ("received", str(epoch)),
-                        ("fix", "log each epoch once, numbered from 1"),
-                    ],
                 )
             )
 

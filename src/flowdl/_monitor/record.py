@@ -15,7 +15,7 @@ class EpochRecord:
     """What the monitor knows about one epoch.
 
     Attributes:
-        epoch: the epoch number, as logged (1-based).
+        epoch: the epoch number, 1-based (as shown; see `flowdl._monitor.numbering`).
         duration: seconds since the previous log (or since the monitor started).
         elapsed: seconds since the monitor started.
         eta: the estimated seconds left in the run, ``None`` when unknown.

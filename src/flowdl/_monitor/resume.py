@@ -29,6 +29,7 @@ def monitor_state(monitor: Monitor) -> dict[str, Any]:
         now = monitor._clock()
         started, last = monitor._started, monitor._last_time
     return {
+        "first": monitor._numbering.first,  # the run counts epochs from 0 or 1
         "elapsed": now - started,
         "since_last": now - last,
         "records": [
@@ -57,8 +58,15 @@ def prepare_restore(monitor: Monitor, state: Any) -> Callable[[], None]:
             "the monitor has logged epochs already: restore its history into a new "
             "fl.Monitor, before its first log()"
         )
-    if not isinstance(state, dict) or set(state) != {"elapsed", "since_last", "records"}:
-        raise ValueError("the monitor's history is not {elapsed, since_last, records}")
+    if not isinstance(state, dict) or set(state) - {"first"} != {
+        "elapsed",
+        "since_last",
+        "records",
+    }:
+        raise ValueError("the monitor's history is not {first, elapsed, since_last, records}")
+    first = state.get("first", 1)
+    if first not in (0, 1, None) or isinstance(first, bool):
+        raise ValueError(f"the monitor's first epoch is 0, 1 or null, not {first!r}")
     if not (_finite(state["elapsed"]) and _finite(state["since_last"])):
         raise ValueError("the monitor's clock is not a pair of numbers")
     if not isinstance(state["records"], list):
@@ -86,6 +94,7 @@ def prepare_restore(monitor: Monitor, state: Any) -> Callable[[], None]:
             monitor._eta = eta
             monitor._started = now - elapsed
             monitor._last_time = now - since_last
+            monitor._numbering.resume(1 if first is None else first, previous or None)
         for record in records:
             monitor._hub.add_epoch(record.event(monitor.total_epochs))
 

@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from flowdl._format import format_duration, format_metric
+from flowdl._log import logger
 from flowdl._monitor.record import EpochRecord
 from flowdl._monitor.resources import format_bytes
 
@@ -24,6 +25,8 @@ _VALUE = "bold"
 _TIME = "yellow"
 _ETA = "green"
 _QUIET = "dim"
+
+_LOG = logger("monitor")
 
 
 def epoch_line(record: EpochRecord, total_epochs: int) -> list[Segment]:
@@ -99,7 +102,8 @@ class TerminalWriter:
     With ``color=None`` rich decides whether the stream is a terminal (``isatty``,
     ``TERM=dumb``, ``FORCE_COLOR``, ``NO_COLOR``, Jupyter); a pipe or a file gets
     plain lines without escape codes. ``color=True`` or ``False`` forces the choice.
-    The stream defaults to the current ``sys.stdout`` at each write.
+    The stream defaults to the current ``sys.stdout`` at each write. Every line
+    is also logged, as plain text at INFO, on the ``flowdl.monitor`` logger.
 
     Args:
         output: the stream to write to, or ``None`` for ``sys.stdout``.
@@ -119,7 +123,8 @@ class TerminalWriter:
         self._console: tuple[TextIO, Console | None] | None = None
 
     def write(self, segments: list[Segment]) -> None:
-        """Write one line."""
+        """Write one line, and log its plain text at INFO on ``flowdl.monitor``."""
+        _LOG.info("%s", plain(segments))
         stream = self._output if self._output is not None else sys.stdout
         console = self._console_for(stream)
         if console is None:
@@ -129,6 +134,11 @@ class TerminalWriter:
         from rich.text import Text  # rich is loaded by the first styled line
 
         console.print(Text.assemble(*segments), soft_wrap=True, highlight=False)
+
+    def console(self) -> Console | None:
+        """The rich console of the current stream, or ``None`` when lines are plain."""
+        stream = self._output if self._output is not None else sys.stdout
+        return self._console_for(stream)
 
     def styled(self) -> bool:
         """Whether lines are styled by rich on the current stream."""

@@ -14,8 +14,10 @@ import sys
 from typing import Any, ClassVar
 
 from torch import Tensor
+from torch.utils.hooks import RemovableHandle
 
 from flowdl._executor.core import GraphCore
+from flowdl._log import logger
 from flowdl._observe.lookup import children_labels, expand_tags, not_a_tag, show_value
 from flowdl._observe.progress import Progress
 from flowdl._observe.reduce import Reduction, check_reduction, reduce_tagged, scalar_of
@@ -23,6 +25,7 @@ from flowdl._observe.state import (
     OBSERVATION,
     FlushHook,
     LogHook,
+    add_hook,
     begin_clock,
     observation_of,
     observation_state,
@@ -183,9 +186,11 @@ class Observation(Progress):
     # --------------------------------------------------------------- logging
 
     def log(self, *tags: str) -> None:
-        """Show the current value of tags (default: all with a value): print, or the hook.
+        """Show the current value of tags (default: all with a value): print, or the hooks.
 
-        Without a hook (`on_log`), prints one line to stderr, ``tag: value`` joined
+        With hooks (`on_log`), calls each in registration order with
+        ``{tag: value}``. Without, prints one line to stderr (and logs it at INFO
+        on the ``flowdl.observe`` logger), ``tag: value`` joined
         by ``" | "``, tags sorted; a tensor with several elements shows its mean and
         shape. Nothing happens when none of the tags has a value.
 
@@ -199,9 +204,9 @@ class Observation(Progress):
             >>> import torch, flowdl as fl
             >>> g = fl.Flow(torch.nn.Identity()).tag("x").through(torch.sum).tag("total").build()
             >>> _ = g(torch.tensor([1.0, 2.0]))
-            >>> g.on_log(print); g.log("total")
+            >>> handle = g.on_log(print); g.log("total")
             {'total': tensor(3.)}
-            >>> g.on_log(None)   # g.log() now prints "total: 3.0000 | x: 1.5000 (mean of [2])"
+            >>> handle.remove()   # g.log() now prints "total: 3.0000 | x: 1.5000 (mean of [2])"
         """
         names = expand_tags(self, tags, "g.log()", "g.tagged_at") if tags else self.tags
         values = {tag: self.tagged(tag) for tag in names}
@@ -209,31 +214,69 @@ class Observation(Progress):
         if not values:
             return
         observation = observation_of(self)
-        hook = observation.log_hook if observation is not None else None
-        if hook is not None:
-            hook(values)
+        if observation is not None and observation.log_hooks:
+            for hook in list(observation.log_hooks.values()):
+                hook(values)
             return
         line = " | ".join(f"{tag}: {show_value(values[tag])}" for tag in sorted(values))
         print(line, file=sys.stderr)
+        logger("observe").info("%s", line)
 
-    def on_log(self, hook: LogHook | None) -> None:
-        """Send `log` to ``hook({tag: value})`` instead of stderr; ``None`` restores printing."""
-        observation_state(self).log_hook = hook
+    def on_log(self, hook: LogHook | None) -> RemovableHandle:
+        """Send `log` to ``hook({tag: value})`` instead of stderr.
 
-    def on_flush(self, hook: FlushHook | None) -> None:
+        Hooks compose like ``register_forward_hook``: each call adds one, they run
+        in registration order, and removing one leaves the others. Printing to
+        stderr resumes when none is left. ``None`` removes every `on_log` hook.
+
+        Returns:
+            a handle whose ``remove()`` unregisters this hook.
+
+        Raises:
+            TypeError: `hook` is neither callable nor ``None``.
+
+        Example:
+            >>> import flowdl as fl, torch
+            >>> g = fl.Flow(torch.nn.Identity()).tag("x").build()
+            >>> _ = g(torch.tensor([2.0]))
+            >>> first = g.on_log(lambda values: print("first", sorted(values)))
+            >>> second = g.on_log(lambda values: print("second", sorted(values)))
+            >>> g.log()
+            first ['x']
+            second ['x']
+            >>> first.remove(); g.log()
+            second ['x']
+        """
+        return add_hook(observation_state(self).log_hooks, hook, "g.on_log()", "{tag: value}")
+
+    def on_flush(self, hook: FlushHook | None) -> RemovableHandle:
         """Call ``hook({name: mean})`` after each `flush` that produced data here.
 
         The hook sees this graph's new means and those of its nested graphs, with
-        the names `latest_metrics` uses. ``None`` removes it.
+        the names `latest_metrics` uses. Hooks compose like
+        ``register_forward_hook``: each call adds one, they run in registration
+        order, and removing one leaves the others. ``None`` removes every
+        `on_flush` hook.
+
+        Returns:
+            a handle whose ``remove()`` unregisters this hook.
+
+        Raises:
+            TypeError: `hook` is neither callable nor ``None``.
 
         Example:
             >>> import flowdl as fl, torch
             >>> g = fl.Flow(torch.nn.Identity()).build()
-            >>> g.on_flush(lambda means: print("epoch done:", means))
+            >>> board = g.on_flush(lambda means: print("to the board:", means))
+            >>> log = g.on_flush(lambda means: print("epoch done:", means))
             >>> g.record("loss", 2.0, 4.0); _ = g.flush()
+            to the board: {'loss': 3.0}
             epoch done: {'loss': 3.0}
+            >>> board.remove()
+            >>> g.record("loss", 1.0); _ = g.flush()
+            epoch done: {'loss': 1.0}
         """
-        observation_state(self).flush_hook = hook
+        return add_hook(observation_state(self).flush_hooks, hook, "g.on_flush()", "{name: mean}")
 
     def tagged_at(self, path: str) -> Any:
         """`tagged` anywhere in the tree: the value of ``"encoder.hidden"`` in the last call.

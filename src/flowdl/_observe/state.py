@@ -9,8 +9,11 @@ here reach the state of any graph of a tree, the way every observation method do
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+from torch.utils.hooks import RemovableHandle
 
 from flowdl._executor.core import GraphCore
 from flowdl._observe.clock import Clock
@@ -19,8 +22,10 @@ from flowdl._observe.store import MetricStore
 __all__ = [
     "OBSERVATION",
     "FlushHook",
+    "Hooks",
     "LogHook",
     "ObservationState",
+    "add_hook",
     "begin_clock",
     "observation_of",
     "observation_state",
@@ -35,6 +40,9 @@ LogHook = Callable[[dict[str, Any]], Any]
 FlushHook = Callable[[dict[str, float]], Any]
 """Receives ``{name: epoch mean}`` from `Graph.flush`."""
 
+Hooks = OrderedDict[int, Any]
+"""Registered hooks by handle id, in registration order (as torch keeps its hooks)."""
+
 OBSERVATION = "_observation"
 """The graph attribute holding its `ObservationState`."""
 
@@ -46,16 +54,18 @@ class ObservationState:
         store: collected and recorded values (`Graph.collect`, `Graph.record`).
         timings: node durations in seconds (`Graph.collect_timings`).
         clock: when training started and each epoch ended.
-        log_hook: where `Graph.log` sends values (``None``: stderr).
-        flush_hook: called after each `Graph.flush` that produced data here.
+        log_hooks: where `Graph.log` sends values, in registration order (none:
+            stderr).
+        flush_hooks: called in registration order after each `Graph.flush` that
+            produced data here.
         timed_profile: the profile `timings` last read, and `timed_tags` the tags
             read from it: a profile counts once per tag.
     """
 
     __slots__ = (
         "clock",
-        "flush_hook",
-        "log_hook",
+        "flush_hooks",
+        "log_hooks",
         "store",
         "timed_profile",
         "timed_tags",
@@ -66,10 +76,31 @@ class ObservationState:
         self.store = MetricStore()
         self.timings = MetricStore()
         self.clock = Clock()
-        self.log_hook: LogHook | None = None
-        self.flush_hook: FlushHook | None = None
+        self.log_hooks: Hooks = OrderedDict()
+        self.flush_hooks: Hooks = OrderedDict()
         self.timed_profile: object | None = None
         self.timed_tags: set[str] = set()
+
+
+def add_hook(hooks: Hooks, hook: object, call: str, receives: str) -> RemovableHandle:
+    """Register `hook` after those in `hooks`; the handle's ``remove()`` takes it out.
+
+    ``None`` removes every hook (the handle returned then does nothing).
+
+    Raises:
+        TypeError: `hook` is neither callable nor ``None``.
+    """
+    if hook is None:
+        hooks.clear()
+        return RemovableHandle(OrderedDict())
+    if not callable(hook):
+        raise TypeError(
+            f"{call} takes a function called with {receives} (or None to remove every "
+            f"hook); received {type(hook).__name__} {hook!r}"
+        )
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
 
 
 def observation_of(graph: GraphCore) -> ObservationState | None:

@@ -170,6 +170,7 @@ def flush_tree(
         observation = begin_clock(node, now)
         observation.clock.epoch_ended(now)
         shown = {name: m for name, m in produced.items() if visible(name)}
-        if observation.flush_hook is not None and shown:
-            observation.flush_hook(shown)
+        if observation.flush_hooks and shown:
+            for hook in list(observation.flush_hooks.values()):
+                hook(shown)
     return {d: m for d, m in means.items() if visible(d)}

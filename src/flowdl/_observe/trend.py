@@ -5,14 +5,32 @@ of them when ``window`` is 0 or at least the history's length (goDl's rule). The
 slope is the ordinary least-squares slope of the window against ``0, 1, ..., n-1``;
 every predicate (`Trend.stalled`, `Trend.improving`, `Trend.converged`) is ``False``
 when the window holds fewer than two values.
+
+Tolerances are absolute (in the metric's units) or, with ``relative=True``, a
+fraction of the window's level, as ``ReduceLROnPlateau(threshold_mode="rel")`` takes
+them: with ``m`` the mean of the window,
+
+- ``stalled(w, tol, relative=True)``: ``|slope| < tol·|m|`` (the change per epoch is
+  less than ``tol`` of the level: ``tol=0.01`` is "moves less than 1 % per epoch");
+- ``converged(w, tol, relative=True)``: population standard deviation
+  ``< tol·|m|`` (the coefficient of variation is below ``tol``), that is
+  variance ``< (tol·m)²``.
+
+A window whose mean is 0 is never stalled nor converged relatively (nothing is
+below 0). `Trend.improving` takes a direction: ``mode="min"`` (a loss: the slope is
+negative) or ``mode="max"`` (an accuracy: the slope is positive).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
 
-__all__ = ["Trend", "TrendGroup"]
+__all__ = ["Mode", "Trend", "TrendGroup"]
+
+Mode = Literal["min", "max"]
+"""Which way is better: ``"min"`` (a loss) or ``"max"`` (an accuracy)."""
 
 
 def _check_window(window: int, method: str) -> None:
@@ -23,11 +41,26 @@ def _check_window(window: int, method: str) -> None:
         )
 
 
-def _check_tolerance(tol: float, method: str) -> None:
+def _check_tolerance(tol: float, method: str, relative: bool = False) -> None:
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(
             f"Trend.{method}(window, tol={tol!r}): the tolerance must be a number >= 0, "
-            "e.g. tol=1e-3"
+            "e.g. tol=1e-3 (in the metric's units) or tol=0.01 with relative=True "
+            "(1 % of the window's mean)"
+        )
+    if not isinstance(relative, bool):
+        raise TypeError(
+            f"Trend.{method}(window, tol, relative={relative!r}): relative must be True "
+            "(tol is a fraction of the window's mean) or False (tol is in the metric's "
+            f"units); received {type(relative).__name__}"
+        )
+
+
+def _check_mode(mode: object, method: str) -> None:
+    if mode not in ("min", "max"):
+        raise ValueError(
+            f"Trend.{method}(window, mode={mode!r}): the mode must be 'min' (lower is "
+            "better: a loss) or 'max' (higher is better: an accuracy)"
         )
 
 
@@ -69,10 +102,15 @@ def least_squares_slope(values: Sequence[float]) -> float:
     n = len(values)
     if n < 2:
         return 0.0
+    # Subnormal values lose their last bits in the centring (5e-324 / 2 is 0): work on
+    # them scaled up by a power of two, which is exact, and scale the slope back.
+    largest = max(abs(y) for y in values)
+    scale = 2.0**600 if 0 < largest < 2.0**-900 else 1.0
     center_x = (n - 1) / 2
-    center_y = exact_sum(values) / n
+    center_y = exact_sum(y * scale for y in values) / n
     spread_x = n * (n * n - 1) / 12  # Σ(x - x̄)² for x = 0..n-1, exactly
-    return exact_sum((x - center_x) * (y - center_y) for x, y in enumerate(values)) / spread_x
+    centred = exact_sum((x - center_x) * (y * scale - center_y) for x, y in enumerate(values))
+    return centred / spread_x / scale
 
 
 def population_variance(values: Sequence[float]) -> float:
@@ -93,8 +131,10 @@ class Trend:
     """The history of one metric, one value per epoch (per `Graph.flush`), and queries on it.
 
     A `Trend` is a snapshot: call ``g.trend(tag)`` again after the next flush to see
-    the new value. Lower is better for `improving` (a loss); for a metric where
-    higher is better (an accuracy), record its negative or test ``slope(w) > 0``.
+    the new value. Lower is better for `improving` by default (a loss); pass
+    ``mode="max"`` for a metric where higher is better (an accuracy). Tolerances are
+    absolute, or relative to the window's mean with ``relative=True`` (see the
+    module docstring for the exact rules).
 
     Window rule (goDl's): a query with ``window=w`` looks at the last ``w`` values,
     or at all values when ``w == 0`` or ``w >= len(trend)``. So ``stalled(5, tol)``
@@ -115,6 +155,11 @@ class Trend:
         (True, True, False)
         >>> fl.Trend([0.5]).stalled(5, tol=1.0)   # one value: never stalled
         False
+        >>> big = fl.Trend([1000.0, 999.0, 998.5])     # slope -0.75, mean 999.17
+        >>> big.stalled(0, tol=0.001, relative=True)   # 0.75 < 0.001 * 999.17
+        True
+        >>> fl.Trend([0.5, 0.6, 0.7]).improving(mode="max")
+        True
     """
 
     __slots__ = ("_values",)
@@ -237,37 +282,92 @@ class Trend:
         _check_window(window, "slope")
         return least_squares_slope(self._tail(window))
 
-    def stalled(self, window: int, tol: float) -> bool:
-        """Whether the metric stopped moving: ``|slope(window)| < tol``, with >= 2 values.
+    def stalled(self, window: int, tol: float, relative: bool = False) -> bool:
+        """Whether the metric stopped moving, with >= 2 values in the window.
+
+        Absolute: ``|slope(window)| < tol`` (tol in the metric's units per epoch).
+        Relative: ``|slope(window)| < tol * |mean of the window|`` (tol a fraction of
+        the level per epoch; never true when that mean is 0).
+
+        Args:
+            window: how many latest values to look at (0: all).
+            tol: the tolerance, >= 0.
+            relative: whether `tol` is a fraction of the window's mean.
 
         Raises:
             ValueError: `window` or `tol` is negative or not a number.
+            TypeError: `relative` is not a bool.
+
+        Example:
+            >>> import flowdl as fl
+            >>> t = fl.Trend([2.0, 1.98, 1.96])              # slope -0.02, mean 1.98
+            >>> t.stalled(0, 0.01), t.stalled(0, 0.011, relative=True)
+            (False, True)
         """
         _check_window(window, "stalled")
-        _check_tolerance(tol, "stalled")
+        _check_tolerance(tol, "stalled", relative)
         tail = self._tail(window)
-        return len(tail) >= 2 and abs(least_squares_slope(tail)) < tol
+        if len(tail) < 2:
+            return False
+        bound = tol * abs(exact_sum(tail) / len(tail)) if relative else tol
+        return abs(least_squares_slope(tail)) < bound
 
-    def improving(self, window: int = 0) -> bool:
-        """Whether the metric goes down: ``slope(window) < 0``, with >= 2 values.
+    def improving(self, window: int = 0, mode: Mode = "min") -> bool:
+        """Whether the metric gets better, with >= 2 values in the window.
+
+        ``mode="min"`` (a loss): ``slope(window) < 0``; ``mode="max"`` (an
+        accuracy): ``slope(window) > 0``.
 
         Raises:
-            ValueError: `window` is negative or not an int.
+            ValueError: `window` is negative or not an int, or `mode` is neither
+                ``"min"`` nor ``"max"``.
+
+        Example:
+            >>> import flowdl as fl
+            >>> accuracy = fl.Trend([0.5, 0.6, 0.7])
+            >>> accuracy.improving(), accuracy.improving(mode="max")
+            (False, True)
         """
         _check_window(window, "improving")
+        _check_mode(mode, "improving")
         tail = self._tail(window)
-        return len(tail) >= 2 and least_squares_slope(tail) < 0
+        if len(tail) < 2:
+            return False
+        slope = least_squares_slope(tail)
+        return slope < 0 if mode == "min" else slope > 0
 
-    def converged(self, window: int, tol: float) -> bool:
-        """Whether the metric settled: population variance of the window ``< tol``, >= 2 values.
+    def converged(self, window: int, tol: float, relative: bool = False) -> bool:
+        """Whether the metric settled, with >= 2 values in the window.
+
+        Absolute: the population variance of the window ``< tol`` (tol in the
+        metric's units squared). Relative: the population standard deviation
+        ``< tol * |mean of the window|`` (the coefficient of variation is below
+        tol; never true when that mean is 0).
+
+        Args:
+            window: how many latest values to look at (0: all).
+            tol: the tolerance, >= 0.
+            relative: whether `tol` is a fraction of the window's mean.
 
         Raises:
             ValueError: `window` or `tol` is negative or not a number.
+            TypeError: `relative` is not a bool.
+
+        Example:
+            >>> import flowdl as fl
+            >>> t = fl.Trend([10.0, 10.2, 9.8])   # mean 10, standard deviation 0.163
+            >>> t.converged(0, 0.01), t.converged(0, 0.02, relative=True)
+            (False, True)
         """
         _check_window(window, "converged")
-        _check_tolerance(tol, "converged")
+        _check_tolerance(tol, "converged", relative)
         tail = self._tail(window)
-        return len(tail) >= 2 and population_variance(tail) < tol
+        if len(tail) < 2:
+            return False
+        variance = population_variance(tail)
+        if not relative:
+            return variance < tol
+        return variance < (tol * (exact_sum(tail) / len(tail))) ** 2
 
 
 class TrendGroup:
@@ -342,26 +442,49 @@ class TrendGroup:
         slopes = self.slopes(window)
         return exact_sum(slopes) / len(slopes) if slopes else 0.0
 
-    def all_improving(self, window: int = 0) -> bool:
-        """Every trend is `Trend.improving` (``False`` when empty)."""
-        return bool(self._trends) and all(t.improving(window) for t in self)
+    def all_improving(self, window: int = 0, mode: Mode = "min") -> bool:
+        """Every trend is `Trend.improving` in `mode` (``False`` when empty).
 
-    def any_improving(self, window: int = 0) -> bool:
-        """At least one trend is `Trend.improving`."""
-        return any(t.improving(window) for t in self)
+        Raises:
+            ValueError: a bad `window` or `mode` (checked even for an empty group).
+        """
+        _check_window(window, "improving")
+        _check_mode(mode, "improving")
+        return bool(self._trends) and all(t.improving(window, mode) for t in self)
 
-    def all_stalled(self, window: int, tol: float) -> bool:
-        """Every trend is `Trend.stalled` (``False`` when empty)."""
-        return bool(self._trends) and all(t.stalled(window, tol) for t in self)
+    def any_improving(self, window: int = 0, mode: Mode = "min") -> bool:
+        """At least one trend is `Trend.improving` in `mode`."""
+        _check_window(window, "improving")
+        _check_mode(mode, "improving")
+        return any(t.improving(window, mode) for t in self)
 
-    def any_stalled(self, window: int, tol: float) -> bool:
+    def all_stalled(self, window: int, tol: float, relative: bool = False) -> bool:
+        """Every trend is `Trend.stalled` (``False`` when empty).
+
+        Example:
+            >>> import flowdl as fl
+            >>> group = fl.TrendGroup({"a": fl.Trend([100, 99]), "b": fl.Trend([1, 0.99])})
+            >>> group.all_stalled(0, 0.02, relative=True), group.all_stalled(0, 0.02)
+            (True, False)
+        """
+        _check_window(window, "stalled")
+        _check_tolerance(tol, "stalled", relative)
+        return bool(self._trends) and all(t.stalled(window, tol, relative) for t in self)
+
+    def any_stalled(self, window: int, tol: float, relative: bool = False) -> bool:
         """At least one trend is `Trend.stalled`."""
-        return any(t.stalled(window, tol) for t in self)
+        _check_window(window, "stalled")
+        _check_tolerance(tol, "stalled", relative)
+        return any(t.stalled(window, tol, relative) for t in self)
 
-    def all_converged(self, window: int, tol: float) -> bool:
+    def all_converged(self, window: int, tol: float, relative: bool = False) -> bool:
         """Every trend is `Trend.converged` (``False`` when empty)."""
-        return bool(self._trends) and all(t.converged(window, tol) for t in self)
+        _check_window(window, "converged")
+        _check_tolerance(tol, "converged", relative)
+        return bool(self._trends) and all(t.converged(window, tol, relative) for t in self)
 
-    def any_converged(self, window: int, tol: float) -> bool:
+    def any_converged(self, window: int, tol: float, relative: bool = False) -> bool:
         """At least one trend is `Trend.converged`."""
-        return any(t.converged(window, tol) for t in self)
+        _check_window(window, "converged")
+        _check_tolerance(tol, "converged", relative)
+        return any(t.converged(window, tol, relative) for t in self)

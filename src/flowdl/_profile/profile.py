@@ -20,6 +20,9 @@ class NodeTiming:
             loop, gate, switch, map or nested graph as a whole).
         level: its level (``g.levels``; level 0 holds the inputs, which take no time).
         output_shape: the shape of its output when that is a tensor, else ``None``.
+        spread: for a profile of several runs (`Graph.profile` with ``runs``), the
+            first and third quartiles of the node's durations over the runs
+            (``seconds`` is their median); ``None`` for one run.
     """
 
     id: str
@@ -27,6 +30,7 @@ class NodeTiming:
     seconds: float
     level: int
     output_shape: tuple[int, ...] | None = None
+    spread: tuple[float, float] | None = None
 
     @property
     def label(self) -> str:
@@ -65,9 +69,11 @@ class LevelTiming:
 
 @dataclass(frozen=True)
 class Profile:
-    """The timings of one profiled forward of a graph (see `Graph.enable_profiling`).
+    """The timings of a profiled forward of a graph (see `Graph.enable_profiling`).
 
-    Every profiled forward makes a new `Profile`; `Graph.profile` returns the last.
+    Every profiled forward makes a new `Profile`; `Graph.profile` returns the last,
+    and ``Graph.profile(runs=N)`` the median of the last N (each node's time, each
+    level's time and the total are medians; `NodeTiming.spread` gives the quartiles).
 
     Attributes:
         total_seconds: the whole run of the plan, first node to last.
@@ -75,6 +81,7 @@ class Profile:
         nodes: one `NodeTiming` per node, in execution order.
         device: where the clock ran: ``"cpu"`` (``time.perf_counter``) or a CUDA
             device such as ``"cuda:0"`` (CUDA events on its current stream).
+        runs: how many forwards the figures are the median of (1: one forward).
 
     Example:
         >>> import torch, flowdl as fl
@@ -96,6 +103,7 @@ class Profile:
     levels: tuple[LevelTiming, ...]
     nodes: tuple[NodeTiming, ...]
     device: str = "cpu"
+    runs: int = 1
 
     def node(self, node_id: str) -> NodeTiming:
         """The timing of the node `node_id`.
@@ -128,9 +136,10 @@ class Profile:
 
     def __str__(self) -> str:
         total = self.total_seconds
+        median = f", median of {self.runs} runs" if self.runs > 1 else ""
         lines = [
             f"Forward: {format_precise_duration(total)} ({len(self.levels)} levels, "
-            f"{len(self.nodes)} nodes) on {self.device}"
+            f"{len(self.nodes)} nodes{median}) on {self.device}"
         ]
         by_level: dict[int, list[NodeTiming]] = {}
         for timing in self.nodes:
@@ -142,14 +151,19 @@ class Profile:
             lines += ["", head]
             for timing in by_level.get(level.index, []):
                 share = f"{100 * timing.seconds / total:5.1f}%" if total > 0 else ""
+                spread = ""
+                if timing.spread is not None:
+                    low, high = (format_precise_duration(q) for q in timing.spread)
+                    spread = f"  (quartiles {low}–{high})"
                 lines.append(
                     f"    {timing.label:<{_LABEL_WIDTH}} "
-                    f"{format_precise_duration(timing.seconds):>8} {share:>7}".rstrip()
+                    f"{format_precise_duration(timing.seconds):>8} {share:>7}{spread}".rstrip()
                 )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
+        median = f" (median of {self.runs} runs)" if self.runs > 1 else ""
         return (
-            f"<Profile {format_precise_duration(self.total_seconds)}: "
+            f"<Profile {format_precise_duration(self.total_seconds)}{median}: "
             f"{len(self.levels)} levels, {len(self.nodes)} nodes on {self.device}>"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -10,10 +10,24 @@ from torch.utils.hooks import RemovableHandle
 
 from flowdl._executor.core import GraphCore
 from flowdl._ir.nodes import NodeKind
+from flowdl._profile.median import median_profile
 from flowdl._profile.profile import Profile
 from flowdl._profile.runner import Profiler
 
-__all__ = ["ProfileHook", "Profiling", "is_profiling", "profile_of"]
+__all__ = [
+    "HEAT_MAP_RUNS",
+    "KEPT_PROFILES",
+    "ProfileHook",
+    "Profiling",
+    "is_profiling",
+    "profile_of",
+]
+
+KEPT_PROFILES = 100
+"""How many of the latest profiles a graph keeps for ``profile(runs=N)``."""
+
+HEAT_MAP_RUNS = 10
+"""The heat map (``dot(profile=True)``) draws the median of up to this many latest runs."""
 
 ProfileHook = Callable[[Profile], Any]
 """Receives every new `Profile` (`Graph.on_profile`)."""
@@ -49,12 +63,18 @@ class Profiling(GraphCore):
     ``torch.compile(graph)`` the profiled loop is not used (clocks are eager-only).
     """
 
-    _transient: ClassVar[tuple[str, ...]] = ("_profiler", "_last_profile", "_profile_hooks")
+    _transient: ClassVar[tuple[str, ...]] = (
+        "_profiler",
+        "_last_profile",
+        "_profile_hooks",
+        "_profiles",
+    )
     """Copies and pickles start unprofiled, without hooks."""
 
     _profiler: Profiler | None = None
     _last_profile: Profile | None = None
     _profile_hooks: OrderedDict[int, ProfileHook] | None = None
+    _profiles: deque[Profile] | None = None
 
     def enable_profiling(self) -> None:
         """Time every forward from now on; `profile` returns the last.
@@ -87,6 +107,7 @@ class Profiling(GraphCore):
         """
         self.__dict__["_profiler"] = None
         self.__dict__["_last_profile"] = None
+        self.__dict__["_profiles"] = None
         self._instrument_with(None)
 
     @property
@@ -94,10 +115,32 @@ class Profiling(GraphCore):
         """Whether forwards are timed (`enable_profiling`)."""
         return self._profiler is not None
 
-    def profile(self) -> Profile | None:
+    @property
+    def profiled_runs(self) -> int:
+        """How many profiled forwards are kept for ``profile(runs=N)`` (at most 100)."""
+        return len(self._profiles) if self._profiles is not None else 0
+
+    def profile(self, runs: int = 1) -> Profile | None:
         """The `fl.Profile` of the last successful profiled forward, or ``None``.
 
-        A forward that raises leaves the previous profile in place.
+        With ``runs=N``, the median of the last N profiled forwards: each node's,
+        each level's and the total time is the median over the N runs, each node's
+        ``spread`` holds its first and third quartiles, and ``runs`` is N. One
+        forward's times carry the scheduler's noise; the median does not. The
+        graph keeps its last 100 profiles (`profiled_runs` says how many it has);
+        the heat map (``dot(profile=True)``) draws the median of up to 10.
+
+        A forward that raises leaves the previous profiles in place.
+
+        Args:
+            runs: how many of the latest profiled forwards to take the median of.
+
+        Returns:
+            the profile, or ``None`` before the first profiled forward.
+
+        Raises:
+            ValueError: `runs` is not an int from 1 to 100, or more than the
+                profiled forwards kept.
 
         Example:
             >>> import torch, flowdl as fl
@@ -108,8 +151,27 @@ class Profiling(GraphCore):
             >>> _ = g(torch.randn(4, 2))
             >>> [node.id for node in g.profile().nodes]
             ['Linear_0', 'Tanh_0']
+            >>> for _ in range(4):
+            ...     _ = g(torch.randn(4, 2))
+            >>> p = g.profile(runs=5)
+            >>> p.runs, p.nodes[0].spread[0] <= p.nodes[0].seconds <= p.nodes[0].spread[1]
+            (5, True)
         """
-        return self._last_profile
+        if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= KEPT_PROFILES:
+            raise ValueError(
+                f"g.profile(runs={runs!r}): runs must be an int from 1 to {KEPT_PROFILES} "
+                "(the number of latest profiled forwards to take the median of)"
+            )
+        if runs == 1 or self._last_profile is None:
+            return self._last_profile
+        kept = self._profiles or deque()
+        if runs > len(kept):
+            raise ValueError(
+                f"g.profile(runs={runs}): only {len(kept)} profiled forward"
+                f"{'s are' if len(kept) != 1 else ' is'} kept; run {runs - len(kept)} more "
+                f"profiled forward(s), or ask for runs={len(kept)} (g.profiled_runs)"
+            )
+        return median_profile(list(kept)[-runs:])
 
     def timing(self, tag: str) -> float | None:
         """Seconds the node named `tag` took in the last profiled forward.
@@ -147,7 +209,8 @@ class Profiling(GraphCore):
 
         The hook runs at the end of the forward, after the state and the tagged
         values are updated; an exception it raises reaches the caller of the
-        forward. Hooks stay registered while profiling is off (they are not called
+        forward. Several hooks run in registration order; removing one leaves the
+        others. Hooks stay registered while profiling is off (they are not called
         then); copies of the graph start without them.
 
         Returns:
@@ -180,7 +243,19 @@ class Profiling(GraphCore):
     def _keep_profile(self, profile: Profile) -> None:
         """What the profiler does with the profile of a successful forward."""
         self.__dict__["_last_profile"] = profile
+        kept = self._profiles
+        if kept is None:
+            kept = deque(maxlen=KEPT_PROFILES)
+            self.__dict__["_profiles"] = kept
+        elif kept and _layout(kept[-1]) != _layout(profile):
+            kept.clear()  # the plan changed (a module replaced): older runs time other nodes
+        kept.append(profile)
         hooks = self._profile_hooks
         if hooks:
             for hook in list(hooks.values()):
                 hook(profile)
+
+
+def _layout(profile: Profile) -> list[tuple[str, int]]:
+    """What a profile times: its nodes and their levels."""
+    return [(node.id, node.level) for node in profile.nodes]
