@@ -40,7 +40,8 @@ from flowdl._nodes.reshape import Reshape
 from flowdl._nodes.routers import SigmoidRouter, SoftmaxRouter, TopKRouter
 from flowdl._nodes.selectors import ArgmaxSelector, FixedSelector
 from flowdl._nodes.state_add import StateAdd
-from flowdl._observe.trend import Trend, TrendGroup
+from flowdl._observe.trend import Trend
+from flowdl._observe.trend_group import TrendGroup
 from flowdl._profile.profile import Profile
 from flowdl._tree.paths import PathKind
 from flowdl._version import __version__

@@ -27,7 +27,8 @@ from flowdl._observe.export import csv_text
 from flowdl._observe.state import observation_state, timings_of
 from flowdl._observe.store import select_series
 from flowdl._observe.tree_metrics import flush_stores, tree_groups, tree_histories, visible
-from flowdl._observe.trend import Trend, TrendGroup
+from flowdl._observe.trend import Trend
+from flowdl._observe.trend_group import TrendGroup
 from flowdl._profile.profile import Profile
 from flowdl._profile.profiling import Profiling, is_profiling, profile_of
 from flowdl._tree.children import walk

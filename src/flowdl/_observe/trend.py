@@ -1,4 +1,4 @@
-"""`fl.Trend` and `fl.TrendGroup`: queries over the per-epoch history of a metric.
+"""`fl.Trend`: queries over the per-epoch history of a metric.
 
 Every query looks at a *window*: the last ``window`` values of the history, or all
 of them when ``window`` is 0 or at least the history's length (goDl's rule). The
@@ -27,13 +27,13 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
-__all__ = ["Mode", "Trend", "TrendGroup"]
+__all__ = ["Mode", "Trend", "check_mode", "check_tolerance", "check_window", "exact_sum"]
 
 Mode = Literal["min", "max"]
 """Which way is better: ``"min"`` (a loss) or ``"max"`` (an accuracy)."""
 
 
-def _check_window(window: int, method: str) -> None:
+def check_window(window: int, method: str) -> None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ValueError(
             f"Trend.{method}(window={window!r}): the window must be an int >= 0 "
@@ -41,7 +41,7 @@ def _check_window(window: int, method: str) -> None:
         )
 
 
-def _check_tolerance(tol: float, method: str, relative: bool = False) -> None:
+def check_tolerance(tol: float, method: str, relative: bool = False) -> None:
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(
             f"Trend.{method}(window, tol={tol!r}): the tolerance must be a number >= 0, "
@@ -56,7 +56,7 @@ def _check_tolerance(tol: float, method: str, relative: bool = False) -> None:
         )
 
 
-def _check_mode(mode: object, method: str) -> None:
+def check_mode(mode: object, method: str) -> None:
     if mode not in ("min", "max"):
         raise ValueError(
             f"Trend.{method}(window, mode={mode!r}): the mode must be 'min' (lower is "
@@ -248,7 +248,7 @@ class Trend:
             >>> t.window(2), t.window(0) == t.window(10) == t.values
             ((2.0, 1.0), True)
         """
-        _check_window(window, "window")
+        check_window(window, "window")
         return self._tail(window)
 
     def _tail(self, window: int) -> tuple[float, ...]:
@@ -279,7 +279,7 @@ class Trend:
             >>> t.slope(), t.slope(2)
             (-0.7, 0.0)
         """
-        _check_window(window, "slope")
+        check_window(window, "slope")
         return least_squares_slope(self._tail(window))
 
     def stalled(self, window: int, tol: float, relative: bool = False) -> bool:
@@ -304,8 +304,8 @@ class Trend:
             >>> t.stalled(0, 0.01), t.stalled(0, 0.011, relative=True)
             (False, True)
         """
-        _check_window(window, "stalled")
-        _check_tolerance(tol, "stalled", relative)
+        check_window(window, "stalled")
+        check_tolerance(tol, "stalled", relative)
         tail = self._tail(window)
         if len(tail) < 2:
             return False
@@ -328,8 +328,8 @@ class Trend:
             >>> accuracy.improving(), accuracy.improving(mode="max")
             (False, True)
         """
-        _check_window(window, "improving")
-        _check_mode(mode, "improving")
+        check_window(window, "improving")
+        check_mode(mode, "improving")
         tail = self._tail(window)
         if len(tail) < 2:
             return False
@@ -359,8 +359,8 @@ class Trend:
             >>> t.converged(0, 0.01), t.converged(0, 0.02, relative=True)
             (False, True)
         """
-        _check_window(window, "converged")
-        _check_tolerance(tol, "converged", relative)
+        check_window(window, "converged")
+        check_tolerance(tol, "converged", relative)
         tail = self._tail(window)
         if len(tail) < 2:
             return False
@@ -368,123 +368,3 @@ class Trend:
         if not relative:
             return variance < tol
         return variance < (tol * (exact_sum(tail) / len(tail))) ** 2
-
-
-class TrendGroup:
-    """Several named trends queried together (``g.trends("head")`` for a tag group).
-
-    ``all_*`` is ``False`` for an empty group; ``any_*`` is ``False`` when no trend
-    qualifies; `mean_slope` is 0.0 for an empty group.
-
-    Args:
-        trends: ``{name: Trend}``, in the order the names were asked for.
-
-    Example:
-        >>> import flowdl as fl
-        >>> group = fl.TrendGroup({"a": fl.Trend([0, 2, 4]), "b": fl.Trend([0, 1, 2])})
-        >>> group.slopes(), group.mean_slope(), group.names
-        ([2.0, 1.0], 1.5, ('a', 'b'))
-        >>> group.any_stalled(0, tol=1.5), group.all_stalled(0, tol=1.5)
-        (True, False)
-    """
-
-    __slots__ = ("_trends",)
-
-    def __init__(self, trends: dict[str, Trend]) -> None:
-        self._trends = dict(trends)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The names of the trends, in order."""
-        return tuple(self._trends)
-
-    def __len__(self) -> int:
-        return len(self._trends)
-
-    def __iter__(self) -> Iterator[Trend]:
-        return iter(self._trends.values())
-
-    def __getitem__(self, name: str) -> Trend:
-        try:
-            return self._trends[name]
-        except KeyError:
-            known = ", ".join(self._trends) or "none"
-            raise KeyError(f"no trend {name!r} in this group; it has: {known}") from None
-
-    def items(self) -> list[tuple[str, Trend]]:
-        """``(name, trend)`` pairs, in order."""
-        return list(self._trends.items())
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k!r}: {v!r}" for k, v in self._trends.items())
-        return f"TrendGroup({{{inner}}})"
-
-    def slopes(self, window: int = 0) -> list[float]:
-        """Each trend's `Trend.slope`, in order.
-
-        Args:
-            window: as for `Trend.slope`.
-
-        Returns:
-            one slope per trend.
-        """
-        return [t.slope(window) for t in self]
-
-    def mean_slope(self, window: int = 0) -> float:
-        """The mean of `slopes` (0.0 for an empty group).
-
-        Args:
-            window: as for `Trend.slope`.
-
-        Returns:
-            the mean slope.
-        """
-        slopes = self.slopes(window)
-        return exact_sum(slopes) / len(slopes) if slopes else 0.0
-
-    def all_improving(self, window: int = 0, mode: Mode = "min") -> bool:
-        """Every trend is `Trend.improving` in `mode` (``False`` when empty).
-
-        Raises:
-            ValueError: a bad `window` or `mode` (checked even for an empty group).
-        """
-        _check_window(window, "improving")
-        _check_mode(mode, "improving")
-        return bool(self._trends) and all(t.improving(window, mode) for t in self)
-
-    def any_improving(self, window: int = 0, mode: Mode = "min") -> bool:
-        """At least one trend is `Trend.improving` in `mode`."""
-        _check_window(window, "improving")
-        _check_mode(mode, "improving")
-        return any(t.improving(window, mode) for t in self)
-
-    def all_stalled(self, window: int, tol: float, relative: bool = False) -> bool:
-        """Every trend is `Trend.stalled` (``False`` when empty).
-
-        Example:
-            >>> import flowdl as fl
-            >>> group = fl.TrendGroup({"a": fl.Trend([100, 99]), "b": fl.Trend([1, 0.99])})
-            >>> group.all_stalled(0, 0.02, relative=True), group.all_stalled(0, 0.02)
-            (True, False)
-        """
-        _check_window(window, "stalled")
-        _check_tolerance(tol, "stalled", relative)
-        return bool(self._trends) and all(t.stalled(window, tol, relative) for t in self)
-
-    def any_stalled(self, window: int, tol: float, relative: bool = False) -> bool:
-        """At least one trend is `Trend.stalled`."""
-        _check_window(window, "stalled")
-        _check_tolerance(tol, "stalled", relative)
-        return any(t.stalled(window, tol, relative) for t in self)
-
-    def all_converged(self, window: int, tol: float, relative: bool = False) -> bool:
-        """Every trend is `Trend.converged` (``False`` when empty)."""
-        _check_window(window, "converged")
-        _check_tolerance(tol, "converged", relative)
-        return bool(self._trends) and all(t.converged(window, tol, relative) for t in self)
-
-    def any_converged(self, window: int, tol: float, relative: bool = False) -> bool:
-        """At least one trend is `Trend.converged`."""
-        _check_window(window, "converged")
-        _check_tolerance(tol, "converged", relative)
-        return any(t.converged(window, tol, relative) for t in self)

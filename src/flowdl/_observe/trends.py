@@ -6,7 +6,8 @@ from flowdl._executor.core import GraphCore
 from flowdl._observe.lookup import not_a_tag
 from flowdl._observe.state import values_of
 from flowdl._observe.tree_metrics import resolve_names, tree_histories
-from flowdl._observe.trend import Trend, TrendGroup
+from flowdl._observe.trend import Trend
+from flowdl._observe.trend_group import TrendGroup
 from flowdl._tree.children import walk
 from flowdl._tree.paths import PathError, PathKind, check_local_name, describe_level, resolve
 
