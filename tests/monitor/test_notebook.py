@@ -69,3 +69,6 @@ def test_graph_summary_and_monitor_render_in_a_kernel(tmp_path: Path) -> None:
     assert 'data-metric="loss" data-scale="log"' in page
     assert "epoch 3: 0.3333" in page
     assert views[0]["data"]["text/plain"].startswith("done: 3/3 epochs")
+    # the epoch lines are in the live view, not printed again under it
+    others = [out for out in monitor if out not in views]
+    assert others == [], others

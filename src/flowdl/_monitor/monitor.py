@@ -129,6 +129,9 @@ class Monitor(ToTensorBoard, StepBars):
         self._last_time = self._started
         # in Jupyter: a live chart and line in the cell, no server needed
         self._notebook = NotebookDisplay(self.title, total_epochs) if in_notebook() else None
+        # the live view shows each line: printed too, they would pile up under it
+        # (unless the lines go to a stream of the user's own)
+        self._lines_in_notebook = self._notebook is not None and output is None
         self._hub.set_meta(
             {
                 "title": self.title,
@@ -181,7 +184,7 @@ class Monitor(ToTensorBoard, StepBars):
             self._last_time = now
         self._hub.add_epoch(record.event(self.total_epochs))
         line = epoch_line(record, self.total_epochs)
-        self._writer.write(line)
+        self._writer.write(line, shown_elsewhere=self._lines_in_notebook)
         if self._notebook is not None:
             self._notebook.show(self._records, plain(line))
         for sink in list(self._sinks.values()):
@@ -241,7 +244,7 @@ class Monitor(ToTensorBoard, StepBars):
                 "text": {"summary": plain(segments), "elapsed": format_duration(elapsed)},
             }
         )
-        self._writer.write(segments)
+        self._writer.write(segments, shown_elsewhere=self._lines_in_notebook)
         if self._notebook is not None:
             self._notebook.show(self._records, plain(segments))
         if self._server is not None:

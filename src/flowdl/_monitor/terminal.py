@@ -122,9 +122,14 @@ class TerminalWriter:
         self._color = color
         self._console: tuple[TextIO, Console | None] | None = None
 
-    def write(self, segments: list[Segment]) -> None:
-        """Write one line, and log its plain text at INFO on ``flowdl.monitor``."""
+    def write(self, segments: list[Segment], *, shown_elsewhere: bool = False) -> None:
+        """Write one line, and log its plain text at INFO on ``flowdl.monitor``.
+
+        With `shown_elsewhere` (a notebook's live view shows it) the line is only
+        logged."""
         _LOG.info("%s", plain(segments))
+        if shown_elsewhere:
+            return
         stream = self._output if self._output is not None else sys.stdout
         console = self._console_for(stream)
         if console is None:
