@@ -17,15 +17,13 @@ from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.layout import DTYPES
 from flowdl._checkpoint.reader import Checkpoint, open_checkpoint
-from flowdl._checkpoint.report import LoadReport, Mismatch
+from flowdl._checkpoint.report import LoadReport, Mismatch, describe_differences, dtype_kind
 from flowdl._checkpoint.restore import Plan, Tensors, apply
 from flowdl._checkpoint.save import Resumable
 from flowdl._checkpoint.sharded_check import refuse_sharded
 from flowdl._executor.core import GraphCore
 from flowdl._log import logger
 from flowdl._observe.history import check_history
-
-_LISTED = 6
 
 
 def load_checkpoint(
@@ -212,7 +210,8 @@ def _plan(
             "the structural hashes differ",
             path=where,
             expected=f"structural hash {model_hash} ({described})",
-            received=f"structural hash {saved_hash} (in the checkpoint)" + _differences(report),
+            received=f"structural hash {saved_hash} (in the checkpoint)"
+            + describe_differences(report),
             fix="load it into a model built like the one it was saved from; or pass "
             "strict=False to load the tensors whose names and shapes match (the report "
             "lists the rest)",
@@ -222,7 +221,7 @@ def _plan(
             "the checkpoint's tensors do not match the model's",
             path=where,
             expected="the same state-dict keys, shapes and kinds of dtype",
-            received=_differences(report).strip(),
+            received=describe_differences(report).strip(),
             fix="pass strict=False to load what matches (the report lists the rest)",
         )
     _check_ties(model, values, checkpoint, where)
@@ -277,7 +276,7 @@ def _match(
         name = checkpoint.model_name(key)
         entry = checkpoint.entry(name)
         dtype = DTYPES[entry.dtype]
-        if entry.shape != tuple(current.shape) or _kind(dtype) != _kind(current.dtype):
+        if entry.shape != tuple(current.shape) or dtype_kind(dtype) != dtype_kind(current.dtype):
             shapes = entry.shape, tuple(current.shape)
             mismatched.append(Mismatch(key, *shapes, dtype, current.dtype))
             continue
@@ -287,27 +286,6 @@ def _match(
     unexpected = [k for k in [*saved_keys, *saved_objects] if k not in known]
     report = LoadReport(tuple(loaded), tuple(missing), tuple(unexpected), tuple(mismatched))
     return values, objects, report
-
-
-def _kind(dtype: torch.dtype) -> str:
-    if dtype.is_complex:
-        return "complex"
-    if dtype.is_floating_point:
-        return "floating point"
-    return "boolean" if dtype == torch.bool else "integer"
-
-
-def _differences(report: LoadReport) -> str:
-    parts = []
-    for title, items, comma in (
-        ("missing from the checkpoint", list(report.missing), ", "),
-        ("not in the model", list(report.unexpected), ", "),
-        ("mismatched", [str(m) for m in report.mismatched], "; "),
-    ):
-        if items:
-            shown = comma.join(items[:_LISTED]) + (comma + "..." if len(items) > _LISTED else "")
-            parts.append(f"\n{title} ({len(items)}): {shown}")
-    return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"
 
 
 def _check_ties(

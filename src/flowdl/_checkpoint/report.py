@@ -81,3 +81,35 @@ class LoadReport:
 
 def _describe(shape: tuple[int, ...], dtype: torch.dtype) -> str:
     return f"[{', '.join(str(d) for d in shape)}] {str(dtype).removeprefix('torch.')}"
+
+
+LISTED = 6
+"""How many names an error message lists before ``...``."""
+
+
+def dtype_kind(dtype: torch.dtype) -> str:
+    """The kind a stored tensor must keep: a load may change the width, not the kind.
+
+    Example:
+        >>> dtype_kind(torch.float16), dtype_kind(torch.int8), dtype_kind(torch.bool)
+        ('floating point', 'integer', 'boolean')
+    """
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "floating point"
+    return "boolean" if dtype == torch.bool else "integer"
+
+
+def describe_differences(report: LoadReport) -> str:
+    """The names a checkpoint and a model disagree on, a line per kind, for an error."""
+    parts = []
+    for title, items, comma in (
+        ("missing from the checkpoint", list(report.missing), ", "),
+        ("not in the model", list(report.unexpected), ", "),
+        ("mismatched", [str(m) for m in report.mismatched], "; "),
+    ):
+        if items:
+            shown = comma.join(items[:LISTED]) + (comma + "..." if len(items) > LISTED else "")
+            parts.append(f"\n{title} ({len(items)}): {shown}")
+    return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"

@@ -25,7 +25,7 @@ from torch.optim import Optimizer
 from flowdl._checkpoint import sharded_document as document_
 from flowdl._checkpoint.errors import CheckpointError, check_component
 from flowdl._checkpoint.hashing import structural_hash
-from flowdl._checkpoint.report import LoadReport, Mismatch
+from flowdl._checkpoint.report import LISTED, LoadReport, Mismatch, describe_differences, dtype_kind
 
 __all__ = ["load_state", "single_process_quietly"]
 
@@ -36,9 +36,6 @@ def single_process_quietly() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         yield
-
-
-_LISTED = 6
 
 
 def load_state(
@@ -80,7 +77,8 @@ def load_state(
             "the structural hashes differ",
             path=where,
             expected=f"structural hash {structural_hash(target)} (this {type(target).__name__})",
-            received=f"structural hash {document['structural_hash']}" + _differences(report),
+            received=f"structural hash {document['structural_hash']}"
+            + describe_differences(report),
             fix="load it into a model built like the one it was saved from; or pass "
             "strict=False to load the tensors whose names and shapes match",
         )
@@ -89,7 +87,7 @@ def load_state(
             "the checkpoint's tensors do not match the model's",
             path=where,
             expected="the same state-dict keys, shapes and kinds of dtype",
-            received=_differences(report).strip(),
+            received=describe_differences(report).strip(),
             fix="pass strict=False to load what matches (the report lists the rest)",
         )
     targets = {key: model_state[key] for key in report.loaded}
@@ -164,7 +162,9 @@ def _match(
             missing.append(key)
             continue
         dtype = entry.properties.dtype
-        if tuple(entry.size) != tuple(current.shape) or _kind(dtype) != _kind(current.dtype):
+        if tuple(entry.size) != tuple(current.shape) or dtype_kind(dtype) != dtype_kind(
+            current.dtype
+        ):
             shapes = tuple(entry.size), tuple(current.shape)
             mismatched.append(Mismatch(key, *shapes, dtype, current.dtype))
             continue
@@ -178,27 +178,6 @@ def _match(
         epoch=document["epoch"],
         extra=document_.from_json(document["extra"]),
     )
-
-
-def _kind(dtype: torch.dtype) -> str:
-    if dtype.is_complex:
-        return "complex"
-    if dtype.is_floating_point:
-        return "floating point"
-    return "boolean" if dtype == torch.bool else "integer"
-
-
-def _differences(report: LoadReport) -> str:
-    parts = []
-    for title, items in (
-        ("missing from the checkpoint", list(report.missing)),
-        ("not in the model", list(report.unexpected)),
-        ("mismatched", [str(m) for m in report.mismatched]),
-    ):
-        if items:
-            more = ", ..." if len(items) > _LISTED else ""
-            parts.append(f"\n{title} ({len(items)}): {', '.join(items[:_LISTED])}{more}")
-    return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"
 
 
 def _optimizer_plan(
@@ -218,9 +197,9 @@ def _optimizer_plan(
             "the optimizer's parameter groups differ from the saved ones",
             path=where,
             expected=f"{len(saved_groups)} group(s) of the saved parameters, in order: "
-            + "; ".join(", ".join(g[:_LISTED]) for g in saved_groups)[:400],
+            + "; ".join(", ".join(g[:LISTED]) for g in saved_groups)[:400],
             received=f"{len(groups)} group(s): "
-            + "; ".join(", ".join(g[:_LISTED]) for g in groups)[:400],
+            + "; ".join(", ".join(g[:LISTED]) for g in groups)[:400],
             fix=f"create the {kind} over the same parameters, in the same groups and order",
         )
     names: dict[str, list[str]] = saved["tensors"]
