@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from flowdl._context import Context, _current
 from flowdl._control.loop import Loop
-from flowdl._describe import plural
 from flowdl._errors import passes_through
+from flowdl._executor.described import Described
 from flowdl._executor.failures import (
     inference_state_error,
     input_count_error,
@@ -41,17 +41,16 @@ from flowdl._executor.fast import FastItem, split_plan
 from flowdl._executor.graph_state import GraphState
 from flowdl._executor.guard import StateGuard
 from flowdl._executor.observed import Observed
-from flowdl._executor.plan import Plan, plan_of
+from flowdl._executor.plan import Plan, nested_cells
 from flowdl._executor.planner import compile_plan
-from flowdl._executor.render import render_chain
 from flowdl._executor.state import StateCell, detach
-from flowdl._executor.steps import Instrument, run_plan
+from flowdl._executor.steps import Instrument, run_lean, run_plan
 from flowdl._ir.record import FlowRecord
 
-__all__ = ["GraphCore", "nested_cells"]
+__all__ = ["GraphCore", "nested_cells"]  # nested_cells: re-exported from plan
 
 
-class GraphCore(GraphState):
+class GraphCore(Described, GraphState):
     """The executor's graph: construction, forward, the plan, state, tags, repr.
 
     See `fl.Graph` for what a graph is to its users; this class is the part of it
@@ -72,6 +71,8 @@ class GraphCore(GraphState):
     """What runs the plan instead of the plain loop (profiling), or ``None``."""
     _fast_options: dict[str, Any] | None = None
     """The keyword arguments of the last `compile` (fast mode), to compile again."""
+    _lean: Plan | None = None
+    """The plan when a call needs nothing but its steps (`_relean`), else ``None``."""
 
     def __init__(self, record: FlowRecord) -> None:
         if not isinstance(record, FlowRecord):
@@ -115,14 +116,34 @@ class GraphCore(GraphState):
         inner = [(g._guard, tuple(g._plan.cells.values()), g) for g in nested if g._guard]
         if not self._plan.cells and not inner:
             state["_guard"] = None
-            return
-        cells = (*self._plan.cells.values(), *self._nested_cells)
-        observed = (self._observed, *self._nested_observed)
-        loops = [m for m in self.modules() if isinstance(m, Loop)]
-        if self._guard is None:
-            state["_guard"] = StateGuard(cells, inner, observed, loops)
         else:
-            self._guard.refresh(cells, inner, observed, loops)
+            cells = (*self._plan.cells.values(), *self._nested_cells)
+            observed = (self._observed, *self._nested_observed)
+            loops = [m for m in self.modules() if isinstance(m, Loop)]
+            if self._guard is None:
+                state["_guard"] = StateGuard(cells, inner, observed, loops)
+            else:
+                self._guard.refresh(cells, inner, observed, loops)
+        self._relean()
+
+    def _relean(self) -> None:
+        """Whether a call is its steps and nothing else: no state (own or nested), no
+        tags (own or nested), no resets, not profiled, not in fast mode. Such a call
+        (a nested residual block, an expert, a loop body) takes `forward`'s short path
+        when it runs eagerly without a context; it computes what `_run` computes.
+        Derived again whenever one of these changes."""
+        plan = self._plan
+        lean = not (
+            self._guard
+            or self._nested_cells
+            or self._nested_observed
+            or plan.tag_slots
+            or plan.state_writes
+            or plan.resets
+            or self._instrument
+            or self._fast
+        )
+        self.__dict__["_lean"] = plan if lean else None
 
     # ----------------------------------------------------------------- running
 
@@ -149,6 +170,20 @@ class GraphCore(GraphState):
             Cancelled: the context was cancelled.
             DeadlineExceeded: the context's deadline passed.
         """
+        lean = self._lean
+        if (
+            lean is not None
+            and ctx is None
+            and not named
+            and not torch.compiler.is_compiling()
+            and _current.get() is None
+        ):
+            # The short path: `_run` with nothing to do but the steps (`_relean`).
+            if self._first_call is None:
+                self.__dict__["_first_call"] = time.monotonic()
+            if len(inputs) != lean.n_inputs:
+                raise input_count_error(lean, len(inputs))
+            return run_lean(self, lean, inputs)
         if named:
             inputs = named_inputs(self._plan, inputs, named)
         guard = self._guard
@@ -304,6 +339,7 @@ class GraphCore(GraphState):
         state = self.__dict__
         state["_fast"] = split_plan(self._plan, options)
         state["_fast_options"] = options  # to compile again after a replacement
+        self._relean()
 
     @property
     def compiled(self) -> bool:
@@ -333,6 +369,7 @@ class GraphCore(GraphState):
     def _instrument_with(self, instrument: Instrument | None) -> None:
         """Run every forward through `instrument` from now on (``None``: the plain loop)."""
         self.__dict__["_instrument"] = instrument
+        self._relean()
 
     # ------------------------------------------------------------ observation
 
@@ -391,59 +428,3 @@ class GraphCore(GraphState):
         self.tagged(tag)  # raises the KeyError listing the tags
         module = self._record.nodes[self._record.tags[tag]].module
         return module if isinstance(module, Loop) else None
-
-    # ------------------------------------------------------------ description
-
-    @property
-    def n_inputs(self) -> int:
-        """How many inputs the graph is called with (``x`` plus `Flow.input` names)."""
-        return self._plan.n_inputs
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        """The names of the inputs, in call order; the first is ``"x"``."""
-        return self._plan.input_names
-
-    @property
-    def label(self) -> str | None:
-        """The name given by `Flow.label`, or ``None``."""
-        return self._record.label
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        """Every tag of this graph, in the order they were defined."""
-        return tuple(self._record.tags)
-
-    @property
-    def tag_groups(self) -> dict[str, tuple[str, ...]]:
-        """Tag groups from `Flow.tag_group`: group -> member tags."""
-        return dict(self._record.groups)
-
-    @property
-    def levels(self) -> tuple[tuple[str, ...], ...]:
-        """Node ids by level: level 0 holds the inputs; the nodes of a level are independent."""
-        by_level: dict[int, list[str]] = {}
-        for node in self._record.nodes:
-            by_level.setdefault(self._plan.node_levels[node.index], []).append(node.id)
-        return tuple(tuple(by_level[k]) for k in sorted(by_level))
-
-    def short_description(self) -> str:
-        """``Graph 'encoder'`` when labelled, else ``Graph(5 nodes)``."""
-        if self.label is not None:
-            return f"Graph {self.label!r}"
-        return f"Graph({plural(len(self._record.nodes), 'node')})"
-
-    def __repr__(self) -> str:
-        return render_chain(self._record)
-
-
-def nested_cells(graph: nn.Module) -> tuple[StateCell, ...]:
-    """The state cells of every graph nested in `graph`: what a failed call restores."""
-    return tuple(
-        cell
-        for module in graph.modules()
-        if module is not graph
-        for plan in (plan_of(module),)
-        if plan is not None
-        for cell in plan.cells.values()
-    )

@@ -49,6 +49,12 @@ MAX_DEPTH = 64
 """How many callers `checkpoint_phase` looks at, at most."""
 
 _ORDER = itertools.count()
+
+_graph_task_id = torch._C._current_graph_task_id
+_saved_tensor_hooks = torch._C._autograd._top_saved_tensors_default_hooks
+_grad_enabled = torch.is_grad_enabled
+"""The three checks of a training call (`checkpoint_phase`), bound once: `StateGuard.call`
+makes them itself, without a call of `checkpoint_phase`, for every call of a nested graph."""
 """Creation order of the guards: the order in which a call takes their locks."""
 
 
@@ -207,6 +213,11 @@ class StateGuard:
         for lock in locks:  # plain calls, not `hold()`: a generator costs a microsecond
             lock.acquire()
         try:
+            if _graph_task_id() == -1 and _grad_enabled() and _saved_tensor_hooks(False) is None:
+                # A training call: `checkpoint_phase`'s first three checks, inline.
+                if self.enclosed:  # the enclosing call keeps the rules
+                    return graph._run(inputs, ctx)
+                return self.enclosing(graph, inputs, ctx)
             phase = checkpoint_phase()
             if phase is Phase.RECOMPUTE:
                 return self._recompute(graph, inputs, ctx)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from flowdl._executor.state import StateCell, StateRead
 from flowdl._ir.nodes import Node
 
-__all__ = ["Plan", "RawStep", "Step", "plan_of"]
+__all__ = ["Plan", "RawStep", "Step", "nested_cells", "plan_of"]
 
 
 class Step(NamedTuple):
@@ -101,3 +101,15 @@ def plan_of(module: object) -> Plan | None:
     state = getattr(module, "__dict__", None)
     plan = state.get("_plan") if isinstance(state, dict) else None
     return plan if isinstance(plan, Plan) else None
+
+
+def nested_cells(graph: Any) -> tuple[StateCell, ...]:
+    """The state cells of every graph nested in `graph`: what a failed call restores."""
+    return tuple(
+        cell
+        for module in graph.modules()
+        if module is not graph
+        for plan in (plan_of(module),)
+        if plan is not None
+        for cell in plan.cells.values()
+    )

@@ -5,6 +5,9 @@ The loops here are the only code that runs steps:
 
 - `run_plan`: the graph's loop, with the context checked between steps when there is
   one; in fast mode it hands over to `run_fast`;
+- `run_lean`: the call of a graph that has nothing to do but its steps (no state, no
+  tags, eager, no context): the hot loop on a fresh value list, from the graph's
+  ``forward`` directly (a nested block, an expert, a loop body);
 - `run_fast`: fast mode, compiled segments and the dynamic steps between them;
 - `run_profiled`: the eager loop with a clock mark around every step and level;
 - `run_steps`: the bare loop, inside compiled segments and inlined nested graphs;
@@ -42,6 +45,7 @@ __all__ = [
     "Instrument",
     "PlanRunner",
     "run_fast",
+    "run_lean",
     "run_plan",
     "run_profiled",
     "run_recorded",
@@ -160,6 +164,25 @@ def run_plan(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
                 run_step(step, vals)
     except BaseException as error:
         graph._step_failed(vals, i, error)
+
+
+def run_lean(graph: PlanRunner, plan: Plan, inputs: tuple[Any, ...]) -> Any:
+    """`run_plan`'s hot loop for a whole call of a graph that needs nothing else
+    (``GraphCore._relean``; the caller checked the number of inputs): its output."""
+    vals: list[Any] = [None] * plan.n_slots
+    vals[: plan.n_inputs] = inputs
+    i = -1
+    try:
+        for fn, a, b, rest, out, i in plan.hot_steps:  # noqa: B007
+            if b < 0:
+                vals[out] = fn(vals[a])
+            elif rest is None:
+                vals[out] = fn(vals[a], vals[b])
+            else:
+                vals[out] = fn(vals[a], vals[b], *[vals[j] for j in rest])
+    except BaseException as error:
+        graph._step_failed(vals, i, error)
+    return vals[plan.out_slot]
 
 
 def run_fast(
