@@ -168,9 +168,14 @@ def run_plan(graph: PlanRunner, vals: list[Any], ctx: Context | None) -> None:
 
 def run_lean(graph: PlanRunner, plan: Plan, inputs: tuple[Any, ...]) -> Any:
     """`run_plan`'s hot loop for a whole call of a graph that needs nothing else
-    (``GraphCore._relean``; the caller checked the number of inputs): its output."""
+    (``GraphCore._relean``; the caller checked the number of inputs and that nothing
+    is compiling): its output. Under an active torch profiler the steps run recorded,
+    as `run_plan` runs them, so the trace names this graph's nodes too."""
     vals: list[Any] = [None] * plan.n_slots
     vals[: plan.n_inputs] = inputs
+    if _TORCH_PROFILER._is_profiler_enabled:
+        run_recorded(graph, vals, None)
+        return vals[plan.out_slot]
     i = -1
     try:
         for fn, a, b, rest, out, i in plan.hot_steps:  # noqa: B007
