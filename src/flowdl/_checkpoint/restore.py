@@ -2,8 +2,9 @@
 
 `flowdl._checkpoint.load` checks everything and makes a `Plan`; `apply` carries it
 out. The model's tensors are read straight into the parameters of modules that load
-as `nn.Module` does, and through ``load_state_dict`` in small batches otherwise, so
-memory grows by about one tensor. The observation and monitor histories come last.
+as `nn.Module` does (or copied in one at a time when they live on another device or
+dtype), so memory grows by about one tensor; modules with loading of their own get
+their tensors in one ``load_state_dict`` call. The observation and monitor histories come last.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -23,9 +25,6 @@ from flowdl._checkpoint.reader import Checkpoint
 from flowdl._checkpoint.report import LoadReport
 from flowdl._executor.core import GraphCore
 from flowdl._observe.history import restore_history
-
-BATCH = 32 << 20
-"""Bytes of model tensors read before they are handed to ``load_state_dict`` together."""
 
 
 class Plan:
@@ -78,10 +77,12 @@ def apply(
     """Restore, after every check passed; on an unforeseen failure, undo what can be undone.
 
     The scheduler first, then the optimizer (its state tensors read as they are
-    decoded), then the model's tensors, read a few at a time and handed to
-    ``load_state_dict``, so memory holds at most a batch of them at once.
+    decoded), then the model's tensors one at a time (`_direct_targets`), then one
+    ``load_state_dict`` call for modules with loading of their own. A failure
+    after the model began to change is a `CheckpointError` that says so.
     """
     undo: list[tuple[Any, dict[str, Any]]] = []
+    model_changed = False
     try:
         if scheduler is not None and plan.scheduler_state is not None:
             undo.append((scheduler, scheduler.state_dict()))
@@ -91,47 +92,60 @@ def apply(
             undo.append((optimizer, optimizer.state_dict()))
             _restore(optimizer, state, "optimizer", checkpoint.path)
             del state
-        batch: dict[str, Any] = {}
-        size = 0
+        model_changed = True  # from here on a failure leaves the model part-loaded
+        others: dict[str, Any] = {}
         direct = _direct_targets(model)
         for key, name in plan.values.items():
             target = direct.get(key)
-            entry = checkpoint.entry(name)
+            if target is None:  # a module with its own loading: one load_state_dict below
+                others[key] = checkpoint.tensor(name)
+                continue
             if (
-                target is not None
-                and target.device.type == "cpu"
-                and target.dtype == DTYPES[entry.dtype]
+                target.device.type == "cpu"
+                and target.dtype == DTYPES[checkpoint.entry(name).dtype]
                 and target.is_contiguous()
             ):
                 checkpoint.read_into(name, target)
-                continue
-            tensor = checkpoint.tensor(name)
-            batch[key] = tensor
-            size += tensor.numel() * tensor.element_size()
-            if size >= BATCH:
-                model.load_state_dict(batch, strict=False)
-                batch, size = {}, 0
-        model.load_state_dict({**batch, **plan.objects}, strict=False)
+                # written through another view: autograd must see the change, as it
+                # sees load_state_dict's copy_ (a backward of an earlier forward refuses)
+                torch.autograd.graph.increment_version(target)
+            else:  # what nn.Module's own loading does, one tensor at a time
+                with torch.no_grad():
+                    target.copy_(checkpoint.tensor(name))
+        model.load_state_dict({**others, **plan.objects}, strict=False)
         if plan.observation is not None and isinstance(model, GraphCore):
             restore_history(model, plan.observation)
         if plan.monitor is not None:
             plan.monitor()
-    except BaseException:
+    except BaseException as error:
         for target, saved in reversed(undo):
             with contextlib.suppress(Exception):  # the original failure is the one to see
                 target.load_state_dict(saved)
+        if model_changed and isinstance(error, Exception):
+            raise CheckpointError(
+                "loading stopped part-way, after every check had passed: "
+                f"{type(error).__name__}: {error}",
+                path=checkpoint.path,
+                expected="the whole checkpoint read into the model",
+                received="the optimizer and scheduler were put back; the model's tensors "
+                "are partly from the checkpoint and partly as they were",
+                fix="load the checkpoint again (or rebuild the model) before training on",
+            ) from error
         raise
 
 
 def _direct_targets(model: nn.Module) -> dict[str, Tensor]:
-    """The model's tensors that a load may fill by reading straight into them.
+    """The model's tensors that a load may fill itself, one tensor at a time.
 
     Those of modules that load as `nn.Module` does (``param.copy_(value)``: no
-    ``_load_from_state_dict`` of their own), in a model without state-dict or
-    load-state-dict hooks; reading into them is what ``load_state_dict`` would do,
-    without a second copy of the tensor in memory. Every other tensor goes through
-    ``load_state_dict``.
+    ``_load_from_state_dict`` of their own, nor in any module above them but flowdl's
+    graphs, whose own loading touches only their tensor inits), in a model that keeps
+    ``nn.Module.load_state_dict`` and has no state-dict or load-state-dict hooks;
+    filling them is what ``load_state_dict`` would do, without the whole state in
+    memory at once. Every other tensor goes through one ``load_state_dict`` call.
     """
+    if type(model).load_state_dict is not nn.Module.load_state_dict:
+        return {}
     modules = dict(model.named_modules(remove_duplicate=False))
     for module in modules.values():
         if (
@@ -141,12 +155,19 @@ def _direct_targets(model: nn.Module) -> dict[str, Tensor]:
             or module._state_dict_pre_hooks
         ):
             return {}
+    plain = {
+        name
+        for name, module in modules.items()
+        if type(module)._load_from_state_dict is nn.Module._load_from_state_dict
+    }
+    above_ok = plain | {n for n, m in modules.items() if isinstance(m, GraphCore)}
     out: dict[str, Tensor] = {}
     for key, value in model.state_dict(keep_vars=True).items():
-        owner = modules.get(key.rpartition(".")[0])
-        if owner is None or not isinstance(value, Tensor):
+        owner = key.rpartition(".")[0]
+        if owner not in plain or not isinstance(value, Tensor):
             continue
-        if type(owner)._load_from_state_dict is nn.Module._load_from_state_dict:
+        parts = owner.split(".") if owner else []
+        if all(".".join(parts[:i]) in above_ok for i in range(len(parts))):
             out[key] = value
     return out
 
