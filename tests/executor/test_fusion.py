@@ -13,8 +13,10 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as module_hooks
 
 import flowdl as fl
+from flowdl._control.gate import Gate
 from flowdl._control.switch import Switch
 from flowdl._executor.fast import FusedParts
 from flowdl._executor.fusion import StackedChains, chain_of
@@ -172,3 +174,154 @@ def test_a_stream_of_the_wrong_width_fails_as_unfused() -> None:
     graph.compile(backend="eager")
     with pytest.raises(fl.GraphError, match="expert 0"):
         graph(torch.randn(4, D + 1))
+
+
+def assert_matches_an_eager_copy(g: fl.Graph, change: Callable[[fl.Graph], None]) -> None:
+    """`change` applied to compiled `g` and to an eager copy: same outputs and gradients."""
+    eager = copy.deepcopy(g)  # copies run eagerly, with their own copies of the modules
+    assert fused_items(g)
+    assert not fused_items(eager)
+    change(g)
+    change(eager)
+    x = torch.randn(17, D, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = eager(xa), g(xb)
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    a.pow(2).sum().backward()
+    b.pow(2).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-12, atol=1e-12)
+    for (name, p), q in zip(eager.named_parameters(), g.parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def parts_of(g: fl.Graph) -> list[nn.Sequential]:
+    construct = next(m for m in g.modules() if isinstance(m, (Switch, Gate)))
+    parts = construct.branches if isinstance(construct, Switch) else construct.experts
+    return [p for p in parts if isinstance(p, nn.Sequential)]
+
+
+def append_tanh(seq: nn.Sequential) -> None:
+    seq.append(nn.Tanh())
+
+
+def iadd_tanh(seq: nn.Sequential) -> None:
+    seq += nn.Sequential(nn.Tanh())
+
+
+def add_module_tanh(seq: nn.Sequential) -> None:
+    seq.add_module("extra", nn.Tanh())
+
+
+@pytest.mark.parametrize("grow", [append_tanh, iadd_tanh, add_module_tanh])
+@pytest.mark.parametrize("graph", [switch_graph, gate_graph], ids=["switch", "gate"])
+def test_a_layer_added_to_every_sequential_after_compile_is_seen(
+    grow: Callable[[nn.Sequential], None], graph: Callable[[list[nn.Module]], fl.Graph]
+) -> None:
+    torch.manual_seed(6)
+    g = graph([mlp() for _ in range(3)]).double()
+    g.compile(backend="eager")
+
+    def change(h: fl.Graph) -> None:
+        for seq in parts_of(h):
+            grow(seq)
+
+    assert_matches_an_eager_copy(g, change)
+
+
+def remove_a_bias(h: fl.Graph) -> None:
+    parts_of(h)[1][2].bias = None
+
+
+def add_a_bias(h: fl.Graph) -> None:
+    parts_of(h)[1][2].bias = nn.Parameter(torch.randn(D, dtype=torch.float64))
+
+
+def replace_a_weight(h: fl.Graph) -> None:  # same shape, another dtype: as unfused
+    linear = parts_of(h)[1][0]
+    linear.weight = nn.Parameter(linear.weight.detach().float())
+
+
+@pytest.mark.parametrize("graph", [switch_graph, gate_graph], ids=["switch", "gate"])
+def test_a_bias_removed_or_added_after_compile_is_seen(
+    graph: Callable[[list[nn.Module]], fl.Graph],
+) -> None:
+    torch.manual_seed(7)
+    g = graph([mlp() for _ in range(3)]).double()
+    g.compile(backend="eager")
+    assert_matches_an_eager_copy(g, remove_a_bias)
+    torch.manual_seed(8)
+    parts = [mlp() for _ in range(3)]
+    for seq in parts:
+        seq[2].bias = None
+    g = graph(parts).double()
+    g.compile(backend="eager")
+    assert_matches_an_eager_copy(g, add_a_bias)
+
+
+def test_a_weight_of_another_dtype_fails_as_unfused() -> None:
+    torch.manual_seed(9)
+    g = gate_graph([mlp() for _ in range(3)]).double()
+    g.compile(backend="eager")
+    replace_a_weight(g)
+    with pytest.raises(fl.GraphError, match="expert 1"):
+        g(torch.randn(17, D, dtype=torch.float64))
+
+
+def double_input_grads(_m: nn.Module, grads: tuple[Tensor | None, ...], _out: object) -> object:
+    return tuple(None if t is None else 2 * t for t in grads)
+
+
+def triple_output_grads(_m: nn.Module, grads: tuple[Tensor | None, ...]) -> object:
+    return tuple(None if t is None else 3 * t for t in grads)
+
+
+@pytest.mark.parametrize("graph", [switch_graph, gate_graph], ids=["switch", "gate"])
+def test_backward_hooks_on_the_construct_run_as_unfused(
+    graph: Callable[[list[nn.Module]], fl.Graph],
+) -> None:
+    torch.manual_seed(10)
+    g = graph([mlp() for _ in range(3)]).double()
+    g.compile(backend="eager")
+    calls: dict[str, list[int]] = {"fast": [], "eager": []}
+
+    def change(h: fl.Graph) -> None:
+        seen = calls["eager" if not fused_items(h) else "fast"]
+        construct = next(m for m in h.modules() if isinstance(m, (Switch, Gate)))
+        construct.register_full_backward_hook(lambda *_: seen.append(1))
+        construct.register_full_backward_hook(double_input_grads)
+        construct.register_full_backward_pre_hook(triple_output_grads)
+
+    assert_matches_an_eager_copy(g, change)
+    assert calls["fast"] == calls["eager"] == [1]
+
+
+@pytest.mark.parametrize("graph", [switch_graph, gate_graph], ids=["switch", "gate"])
+def test_global_module_hooks_see_the_construct_as_unfused(
+    graph: Callable[[list[nn.Module]], fl.Graph],
+) -> None:
+    torch.manual_seed(11)
+    g = graph([mlp() for _ in range(3)]).double()
+    g.compile(backend="eager")
+    eager = copy.deepcopy(g)
+    x = torch.randn(17, D, dtype=torch.float64)
+    seen: list[str] = []
+    handles = [
+        module_hooks.register_module_forward_hook(lambda m, *_: seen.append(type(m).__name__)),
+        module_hooks.register_module_full_backward_hook(
+            lambda m, *_: seen.append(f"back {type(m).__name__}")
+        ),
+    ]
+    try:
+        counts = []
+        for h in (eager, g):
+            seen.clear()
+            h(x.clone().requires_grad_()).sum().backward()
+            counts.append(sorted(seen))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert counts[0] == counts[1]
+    assert any(name in counts[1] for name in ("Switch", "Gate"))
+    assert any(name in counts[1] for name in ("back Switch", "back Gate"))
