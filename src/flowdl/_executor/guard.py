@@ -49,13 +49,13 @@ MAX_DEPTH = 64
 """How many callers `checkpoint_phase` looks at, at most."""
 
 _ORDER = itertools.count()
+"""Creation order of the guards: the order in which a call takes their locks."""
 
+# The three checks of a training call (`checkpoint_phase`), bound once: `StateGuard.call`
+# makes them itself, without a call of `checkpoint_phase`, for every call of a nested graph.
 _graph_task_id = torch._C._current_graph_task_id
 _saved_tensor_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 _grad_enabled = torch.is_grad_enabled
-"""The three checks of a training call (`checkpoint_phase`), bound once: `StateGuard.call`
-makes them itself, without a call of `checkpoint_phase`, for every call of a nested graph."""
-"""Creation order of the guards: the order in which a call takes their locks."""
 
 
 class Phase(enum.Enum):
