@@ -29,7 +29,7 @@ from flowdl._control.loop import Loop
 from flowdl._control.switch import Switch
 from flowdl._describe import first_line
 from flowdl._errors import GraphError
-from flowdl._executor.fusion import StackedChains
+from flowdl._executor.fusion import StackedChains, any_global_hooks, has_hooks
 from flowdl._executor.plan import Plan, Step, plan_of
 from flowdl._executor.state import StateRead
 from flowdl._executor.steps import run_steps
@@ -207,8 +207,8 @@ class FusedParts:
 
     def __call__(self, x: Any, *refs: Any) -> Any:
         c = self.construct
-        if c._forward_hooks or c._forward_pre_hooks:  # the construct's own hooks must run
-            return c(x, *refs)
+        if has_hooks(c) or any_global_hooks():  # every hook must see the construct's call
+            return c(x, *refs)  # unfused: its forward passes no stacked chains
         if isinstance(c, Switch):
             return c.route(x, refs, self.stacked)
         return c.mix(x, refs, self.stacked)

@@ -14,13 +14,17 @@ unfused). The result equals the unfused one up to the rounding of the batched
 products.
 
 Anything that would make the two differ falls back to the construct's own loop:
-hooks on any of the modules (or global module hooks), or chains that are not
-identical (`StackedChains.of` returns ``None`` at compile time).
+hooks on any of the modules (or global module hooks), chains that are not identical
+(`StackedChains.of` returns ``None`` at compile time), or chains changed since
+(checked at every call: an `nn.Sequential` whose children changed — a layer replaced,
+appended or removed —, a Linear whose bias, weight shape, dtype or device changed, or
+an activation whose settings changed).
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,10 +66,10 @@ def _linear_chain(plan: Plan) -> list[Callable[..., Any]] | None:
 
 
 Link = tuple[Any, str, Any]
-"""What a chain was read from, checked before every fused call: ``(children, name,
-module)`` for a child of an `nn.Sequential` (``children`` its ``_modules``, where
-``children[name] is module`` must still hold), ``(graph, "_plan", plan)`` for a nested
-graph (``graph._plan is plan``)."""
+"""What a chain was read from, checked before every fused call: ``(sequential,
+"_modules", items)`` for an `nn.Sequential` (its children, ``tuple(_modules.items())``,
+must still be these names and modules, in this order: none replaced, added or
+removed), ``(graph, "_plan", plan)`` for a nested graph (``graph._plan is plan``)."""
 
 
 def chain_of(fn: Any, links: list[Link] | None = None) -> list[nn.Module] | None:
@@ -87,7 +91,7 @@ def chain_of(fn: Any, links: list[Link] | None = None) -> list[nn.Module] | None
     parts: list[Any]
     if type(fn) is nn.Sequential:
         parts = list(fn)
-        links.extend((fn._modules, name, child) for name, child in fn._modules.items())
+        links.append((fn, "_modules", tuple(fn._modules.items())))
     elif (plan := plan_of(fn)) is not None:
         found = _linear_chain(plan)
         if found is None:
@@ -107,13 +111,33 @@ def chain_of(fn: Any, links: list[Link] | None = None) -> list[nn.Module] | None
 
 def _current(links: Sequence[Link]) -> bool:
     """Whether every part is still made of the modules the chains were read from."""
-    for container, name, value in links:
+    for owner, name, value in links:
         if name == "_plan":
-            if container.__dict__.get("_plan") is not value:
+            if owner.__dict__.get("_plan") is not value:
                 return False
-        elif container.get(name) is not value:
+        elif tuple(owner._modules.items()) != value:  # modules compare by identity
             return False
     return True
+
+
+def any_global_hooks() -> bool:
+    """Whether a global module hook is set (``torch.nn.modules.module.register_module_*``)."""
+    return bool(
+        module_globals._global_forward_hooks
+        or module_globals._global_forward_pre_hooks
+        or module_globals._global_backward_hooks
+        or module_globals._global_backward_pre_hooks
+    )
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether `module` has a forward or backward hook of its own."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
 
 
 def _key(module: nn.Module) -> tuple[Any, ...]:
@@ -122,6 +146,28 @@ def _key(module: nn.Module) -> tuple[Any, ...]:
         w = module.weight
         return (nn.Linear, tuple(w.shape), module.bias is not None, w.dtype, w.device)
     return (type(module), module.extra_repr())
+
+
+_MISSING: Any = object()
+
+
+def _linear_state(m: nn.Linear) -> tuple[Any, Any]:
+    """What the fused products rely on for one Linear, read again at every call: its
+    weight's shape, dtype and device, and its bias's (or ``None``, for no bias)."""
+    params = m._parameters  # not m.weight: Module.__getattr__ would cost most of the check
+    w = params.get("weight", _MISSING)
+    b = params.get("bias", _MISSING)
+    if w is _MISSING:  # not a parameter (a parametrization, say)
+        w = m.weight
+    if b is _MISSING:
+        b = m.bias
+    return (w.shape, w.dtype, w.device), None if b is None else (b.shape, b.dtype, b.device)
+
+
+def _settings(m: nn.Module) -> Callable[[Any], Any] | None:
+    """Reads an activation's settings (``approximate``, ``negative_slope``...), or ``None``."""
+    names = sorted(k for k in vars(m) if not k.startswith("_") and k != "training")
+    return operator.attrgetter(*names) if names else None
 
 
 def _as_linear(module: nn.Module) -> nn.Linear:
@@ -151,9 +197,23 @@ class StackedChains:
             [_as_linear(c[i]) for c in self.chains] if isinstance(m, nn.Linear) else m
             for i, m in enumerate(self.chains[0])
         ]
-        self._modules = [m for c in self.chains for m in c] + [
-            m for o in self.owners for m in o.modules()
+        chained = [m for c in self.chains for m in c]
+        every = itertools.chain(chained, (m for o in self.owners for m in o.modules()))
+        self._modules = list({id(m): m for m in every}.values())
+        self._linears = [m for m in chained if isinstance(m, nn.Linear)]
+        self._settings = [
+            (get, m) for m in chained if not isinstance(m, nn.Linear) and (get := _settings(m))
         ]
+        self._states = self._read_states()
+
+    def _read_states(self) -> tuple[Any, ...] | None:
+        """Each Linear's `_linear_state` and each activation's settings, or ``None``
+        where a weight cannot be read (the loop then raises the usual error)."""
+        try:
+            linears = tuple(_linear_state(m) for m in self._linears)
+        except AttributeError:
+            return None
+        return linears + tuple(get(m) for get, m in self._settings)
 
     @classmethod
     def of(cls, fns: Sequence[Any]) -> StackedChains | None:
@@ -195,18 +255,15 @@ class StackedChains:
 
     def usable(self) -> bool:
         """Whether nothing would see the difference now: the parts are still made of the
-        same modules (an `nn.Sequential` can be changed in place unseen), and no module
-        has a hook."""
-        if not _current(self.links):
+        same modules (an `nn.Sequential` can be changed in place unseen), every Linear
+        still has the bias (or none), weight shape, dtype and device it was fused with,
+        every activation its settings, and no module has a hook."""
+        if not _current(self.links) or any_global_hooks():
             return False
-        if (
-            module_globals._global_forward_hooks
-            or module_globals._global_forward_pre_hooks
-            or module_globals._global_backward_hooks
-            or module_globals._global_backward_pre_hooks
-        ):
+        states = self._states
+        if states is None or self._read_states() != states:
             return False
-        return not any(
+        return not any(  # has_hooks, inlined: this runs at every call
             m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
             for m in self._modules
         )
