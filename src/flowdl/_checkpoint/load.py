@@ -17,7 +17,7 @@ from flowdl._checkpoint.errors import CheckpointError
 from flowdl._checkpoint.hashing import structural_hash, unwrap
 from flowdl._checkpoint.layout import DTYPES
 from flowdl._checkpoint.reader import Checkpoint, open_checkpoint
-from flowdl._checkpoint.report import LoadReport, Mismatch, describe_differences, dtype_kind
+from flowdl._checkpoint.report import LoadReport, Mismatch, dtype_kind, refuse_mismatch
 from flowdl._checkpoint.restore import Plan, Tensors, apply
 from flowdl._checkpoint.save import Resumable
 from flowdl._checkpoint.sharded_check import refuse_sharded
@@ -204,25 +204,14 @@ def _plan(
     model_hash = structural_hash(model)
     values, objects, report = _match(document["model"], checkpoint, model)
     hash_matched = saved_hash == model_hash
-    if strict and not hash_matched and not checkpoint.plain:
-        raise CheckpointError(
-            f"the checkpoint was saved from another model (a {document['model_type']}): "
-            "the structural hashes differ",
-            path=where,
-            expected=f"structural hash {model_hash} ({described})",
-            received=f"structural hash {saved_hash} (in the checkpoint)"
-            + describe_differences(report),
-            fix="load it into a model built like the one it was saved from; or pass "
-            "strict=False to load the tensors whose names and shapes match (the report "
-            "lists the rest)",
-        )
-    if strict and not report.complete:
-        raise CheckpointError(
-            "the checkpoint's tensors do not match the model's",
-            path=where,
-            expected="the same state-dict keys, shapes and kinds of dtype",
-            received=describe_differences(report).strip(),
-            fix="pass strict=False to load what matches (the report lists the rest)",
+    if strict:
+        refuse_mismatch(
+            report,
+            hashes_match=hash_matched or checkpoint.plain,
+            model_type=document["model_type"],
+            expected_hash=f"{model_hash} ({described})",
+            saved_hash=saved_hash,
+            where=where,
         )
     _check_ties(model, values, checkpoint, where)
     optimizer_dict = None

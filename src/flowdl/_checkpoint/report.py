@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from flowdl._checkpoint.errors import CheckpointError
+
 
 class Mismatch(NamedTuple):
     """A name in both the checkpoint and the model, with another shape or kind of dtype."""
@@ -113,3 +115,39 @@ def describe_differences(report: LoadReport) -> str:
             shown = comma.join(items[:LISTED]) + (comma + "..." if len(items) > LISTED else "")
             parts.append(f"\n{title} ({len(items)}): {shown}")
     return "".join(parts) or "\nthe same tensor names and shapes (the wiring or types differ)"
+
+
+def refuse_mismatch(
+    report: LoadReport,
+    *,
+    hashes_match: bool,
+    model_type: str,
+    expected_hash: str,
+    saved_hash: str,
+    where: str,
+) -> None:
+    """A strict load's two refusals: another model's checkpoint, or tensors that differ.
+
+    Raises:
+        CheckpointError: the structural hashes differ, or the report is not complete.
+    """
+    if not hashes_match:
+        raise CheckpointError(
+            f"the checkpoint was saved from another model (a {model_type}): "
+            "the structural hashes differ",
+            path=where,
+            expected=f"structural hash {expected_hash}",
+            received=f"structural hash {saved_hash} (in the checkpoint)"
+            + describe_differences(report),
+            fix="load it into a model built like the one it was saved from; or pass "
+            "strict=False to load the tensors whose names and shapes match (the report "
+            "lists the rest)",
+        )
+    if not report.complete:
+        raise CheckpointError(
+            "the checkpoint's tensors do not match the model's",
+            path=where,
+            expected="the same state-dict keys, shapes and kinds of dtype",
+            received=describe_differences(report).strip(),
+            fix="pass strict=False to load what matches (the report lists the rest)",
+        )

@@ -25,7 +25,7 @@ from torch.optim import Optimizer
 from flowdl._checkpoint import sharded_document as document_
 from flowdl._checkpoint.errors import CheckpointError, check_component
 from flowdl._checkpoint.hashing import structural_hash
-from flowdl._checkpoint.report import LISTED, LoadReport, Mismatch, describe_differences, dtype_kind
+from flowdl._checkpoint.report import LISTED, LoadReport, Mismatch, dtype_kind, refuse_mismatch
 
 __all__ = ["load_state", "single_process_quietly"]
 
@@ -71,24 +71,14 @@ def load_state(
     for key in saved_keys:
         _check_stored(key, stored, document["shapes"], where)
     report = _match(model_state, saved_keys, stored, document, structural_hash(target))
-    if strict and not report.hash_matched:
-        raise CheckpointError(
-            f"the checkpoint was saved from another model (a {document['model_type']}): "
-            "the structural hashes differ",
-            path=where,
-            expected=f"structural hash {structural_hash(target)} (this {type(target).__name__})",
-            received=f"structural hash {document['structural_hash']}"
-            + describe_differences(report),
-            fix="load it into a model built like the one it was saved from; or pass "
-            "strict=False to load the tensors whose names and shapes match",
-        )
-    if strict and not report.complete:
-        raise CheckpointError(
-            "the checkpoint's tensors do not match the model's",
-            path=where,
-            expected="the same state-dict keys, shapes and kinds of dtype",
-            received=describe_differences(report).strip(),
-            fix="pass strict=False to load what matches (the report lists the rest)",
+    if strict:
+        refuse_mismatch(
+            report,
+            hashes_match=report.hash_matched,
+            model_type=document["model_type"],
+            expected_hash=f"{structural_hash(target)} (this {type(target).__name__})",
+            saved_hash=document["structural_hash"],
+            where=where,
         )
     targets = {key: model_state[key] for key in report.loaded}
     plan = None
